@@ -24,11 +24,11 @@ from ..model import Notification
 
 __all__ = [
     "DeliveryError",
+    "Notifier",
     "NotifierContext",
     "NotifierKind",
     "Reason",
     "Receipt",
-    "Notifier",
     "classify_status",
 ]
 
@@ -47,6 +47,7 @@ class Reason(StrEnum):
     AUTH_ERROR = "auth_error"
     BAD_REQUEST = "bad_request"
     REJECTED = "rejected"
+    INTERNAL = "internal_error"  # a bug in linqwatch, not the service
 
 
 class DeliveryError(Exception):

@@ -1,0 +1,165 @@
+"""Alert life cycle: from one line's state to alerts, incidents and notifications. Pure.
+
+Two levels of state, both decided here from (line, rules, previous state, now):
+
+- an *alert* is one rule matching one line. It is pending while its `for`
+  hold runs, then firing; it ends when the line leaves the condition;
+- an *incident* is what one notifier has been told about one line. It opens
+  when the first firing alert that notifies it appears, and resolves when
+  the last one ends. However many rules match, each notifier therefore hears
+  once when an incident opens and once when it resolves (DESIGN.md,
+  principle 2), plus `repeat` reminders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from .model import Event, LineState, Notification
+from .rules import Rule
+
+__all__ = ["AlertState", "Evaluation", "Incident", "evaluate"]
+
+RELEASED_NOTE = "the line was released from the account"
+_SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    rule: str
+    number: str
+    active_since: float  # when the line entered the rule's condition
+    fired_at: float | None = None  # None while the `for` hold runs
+
+    @property
+    def firing(self) -> bool:
+        return self.fired_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    notifier: str
+    number: str
+    key: str  # stable for this incident; the next incident gets another
+    rule: str  # the rule that opened it, whose settings it follows
+    severity: str
+    opened_at: float
+    last_sent_at: float
+    repeat: float
+    send_resolved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    alerts: tuple[AlertState, ...]  # every alert of the line after this evaluation
+    incidents: tuple[Incident, ...]  # every open incident of the line after it
+    notifications: tuple[tuple[str, Notification], ...]  # (notifier, what to send)
+    fired: tuple[str, ...]  # rules whose alert started firing now
+    resolved: tuple[str, ...]  # rules whose firing alert ended now
+
+    def differs_from(
+        self, alerts: Mapping[str, AlertState], incidents: Mapping[str, Incident]
+    ) -> bool:
+        return (
+            bool(self.notifications)
+            or {a.rule: a for a in self.alerts} != dict(alerts)
+            or {i.notifier: i for i in self.incidents} != dict(incidents)
+        )
+
+
+def evaluate(
+    line: LineState,
+    labels: Mapping[str, str],
+    rules: Sequence[Rule],
+    alerts: Mapping[str, AlertState],
+    incidents: Mapping[str, Incident],
+    now: float,
+) -> Evaluation:
+    """Decide what one line's alerts and incidents become at `now`."""
+    new_alerts: dict[str, AlertState] = {}
+    fired: list[str] = []
+    for rule in rules:
+        if not rule.when.matches(line, dict(labels)):
+            continue
+        alert = alerts.get(rule.name) or AlertState(rule.name, line.number, active_since=now)
+        if not alert.firing and now - alert.active_since >= rule.hold:
+            alert = replace(alert, fired_at=now)
+            fired.append(rule.name)
+        new_alerts[rule.name] = alert
+    resolved = tuple(name for name, a in alerts.items() if a.firing and name not in new_alerts)
+
+    firing_rules = [r for r in rules if r.name in new_alerts and new_alerts[r.name].firing]
+    notifier_names = list(dict.fromkeys(n for r in firing_rules for n in r.notify))
+    notifier_names += [n for n in incidents if n not in notifier_names]
+
+    new_incidents: list[Incident] = []
+    notifications: list[tuple[str, Notification]] = []
+    for notifier in notifier_names:
+        covering = [r for r in firing_rules if notifier in r.notify]
+        incident = incidents.get(notifier)
+        if covering and incident is None:
+            rule = _lead_rule(covering, line)
+            incident = Incident(
+                notifier=notifier,
+                number=line.number,
+                key=f"{line.number}/{rule.name}/{int(now * 1000)}",
+                rule=rule.name,
+                severity=rule.severity_for(line),
+                opened_at=now,
+                last_sent_at=now,
+                repeat=rule.repeat,
+                send_resolved=rule.send_resolved,
+            )
+            new_incidents.append(incident)
+            notifications.append(
+                (notifier, _notification(Event.FIRED, incident, line, labels, now))
+            )
+        elif covering and incident is not None:
+            if incident.repeat > 0 and now - incident.last_sent_at >= incident.repeat:
+                incident = replace(incident, last_sent_at=now)
+                notifications.append(
+                    (notifier, _notification(Event.REPEAT, incident, line, labels, now))
+                )
+            new_incidents.append(incident)
+        elif incident is not None and incident.send_resolved:
+            notifications.append(
+                (notifier, _notification(Event.RESOLVED, incident, line, labels, now))
+            )
+
+    return Evaluation(
+        alerts=tuple(new_alerts.values()),
+        incidents=tuple(new_incidents),
+        notifications=tuple(notifications),
+        fired=tuple(fired),
+        resolved=resolved,
+    )
+
+
+def _lead_rule(covering: Sequence[Rule], line: LineState) -> Rule:
+    """The most severe of the rules behind an incident; config order breaks ties."""
+    return min(covering, key=lambda r: _SEVERITY_RANK.get(r.severity_for(line), 9))
+
+
+def _notification(
+    event: Event, incident: Incident, line: LineState, labels: Mapping[str, str], now: float
+) -> Notification:
+    own_labels = {k: v for k, v in labels.items() if k != "name"}
+    return Notification(
+        event=event,
+        incident_key=incident.key,
+        rule=incident.rule,
+        severity=incident.severity,
+        number=line.number,
+        name=labels.get("name"),
+        labels=own_labels,
+        status=line.status,
+        previous_status=line.previous_status,
+        health=line.health,
+        previous_health=line.previous_health,
+        doc_url=line.doc_url,
+        since=line.since,
+        at=now,
+        note=RELEASED_NOTE if event is Event.RESOLVED and not line.present else None,
+        extra={"opened_at": incident.opened_at},
+    )

@@ -1,0 +1,73 @@
+"""The command line: `linqwatch run`, `check-config` and `demo`.
+
+`main` returns the exit status; only the entry points turn it into an exit.
+Exit status 2 means the config was refused (or the command line was wrong);
+the daemon and the demo decide their own statuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linqwatch",
+        description="On-call alerting for the phone lines of a Linq partner account.",
+    )
+    parser.add_argument("--version", action="version", version=f"linqwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", required=True, metavar="FILE", help="the config file")
+    check = commands.add_parser(
+        "check-config", help="validate a config file; exit 0, or 2 with every problem"
+    )
+    check.add_argument("file", metavar="FILE", help="the config file")
+    commands.add_parser("demo", help="run the whole pipeline against a simulated Linq")
+    return parser
+
+
+def _load(path: str) -> Config | None:
+    """The config, or None after printing every problem to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        for line in error.errors:
+            print(line, file=sys.stderr)
+        count = len(error.errors)
+        noun = "problem" if count == 1 else "problems"
+        print(f"{path}: {count} {noun}; nothing was started", file=sys.stderr)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help, --version and usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
+    if args.command == "check-config":
+        config = _load(args.file)
+        if config is None:
+            return EXIT_CONFIG
+        print(f"{args.file}: ok; {config.summary()}")
+        return 0
+    if args.command == "run":
+        config = _load(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        # Imported here: check-config must work without the daemon's imports.
+        from .daemon import run_daemon
+
+        return run_daemon(config)
+    from .demo import run_demo
+
+    return run_demo()

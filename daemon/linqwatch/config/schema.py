@@ -1,0 +1,327 @@
+"""The strict schema of the config file, one pydantic model or type per part.
+
+Every model forbids unknown keys and is frozen. Values are checked where they
+are declared; checks across parts (a rule's notifiers against `notifiers:`,
+the API key against `poll.interval`) live in `loader`, which also compiles
+the result into runtime objects.
+
+Label values are text: YAML numbers and booleans become the text YAML
+would print (`true`, `5`), on both the `lines` side and a rule's side.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .durations import parse_duration
+from .errors import custom_error, describe
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_STORAGE",
+    "Duration",
+    "Labels",
+    "Lines",
+    "LinqSettings",
+    "ListenAddress",
+    "LogSettings",
+    "PollSettings",
+    "Retention",
+    "RuleSettings",
+    "StoragePath",
+    "WhenSettings",
+    "is_e164",
+]
+
+DEFAULT_API_URL = "https://api.linqapp.com/api/partner"
+DEFAULT_STORAGE = "/var/lib/linqwatch/state.db"
+# Linq retries a webhook for about 30 minutes; forgetting its id sooner would
+# let a late retry through as a new event.
+MIN_RETENTION = 3600.0
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9]: \d would take any script's digits
+_LISTEN = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]+)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _BareNumber(str):
+    """A mapping key YAML read as a number: `+12025551234:` loses its `+`."""
+
+    __slots__ = ()
+
+
+# -- scalar types -------------------------------------------------------------
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise custom_error(f"expected a duration like 30s or 5m, got {describe(value)}")
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise custom_error(str(error)) from None
+
+
+def _retention(value: float) -> float:
+    if value < MIN_RETENTION:
+        raise custom_error("must be at least 1h: Linq retries a webhook for about 30 minutes")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Retention = Annotated[Duration, AfterValidator(_retention)]
+
+
+def is_e164(text: str) -> bool:
+    return _E164.fullmatch(text) is not None
+
+
+def _number(value: object) -> object:
+    if isinstance(value, _BareNumber) or (isinstance(value, int) and not isinstance(value, bool)):
+        raise custom_error(
+            "not an E.164 number (like +12025551234); "
+            "quote it, YAML reads an unquoted +12025551234 as the number 12025551234"
+        )
+    if isinstance(value, str) and not is_e164(value):
+        raise custom_error("not an E.164 number (like +12025551234)")
+    return value
+
+
+def _line_key(value: object) -> object:
+    return value if value == "*" else _number(value)
+
+
+def _listen(value: object) -> tuple[str, int]:
+    expected = "expected HOST:PORT, like 0.0.0.0:8080 or [::1]:8080"
+    if not isinstance(value, str):
+        raise custom_error(f"{expected}, got {describe(value)}")
+    match = _LISTEN.fullmatch(value.strip())
+    if match is None:
+        raise custom_error(f"{expected}, got {describe(value)}")
+    host = match["v6"] or match["host"]
+    if match["v6"] is not None:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise custom_error(f"[{host}] is not an IPv6 address") from None
+    port = int(match["port"])
+    if port > 65535:
+        raise custom_error(f"port {port} is out of range (0-65535)")
+    return host, port
+
+
+ListenAddress = Annotated[tuple[str, int], BeforeValidator(_listen)]
+
+
+def _storage(value: str) -> str:
+    if value.startswith(("postgresql://", "postgres://")):
+        raise custom_error("PostgreSQL is not supported yet; give a file path")
+    if "://" in value:
+        raise custom_error("give a file path, not a URL")
+    if not value.strip():
+        raise custom_error("must not be empty")
+    return value
+
+
+StoragePath = Annotated[str, AfterValidator(_storage)]
+
+
+def _text(value: object) -> object:
+    """A YAML scalar as the text a label compares: `true`, `5`, `2024-01-31`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _labels(value: object) -> object:
+    if value is None:  # `"+12025551234":` with nothing under it
+        return {}
+    if isinstance(value, Mapping):
+        return {_text(k): _text(v) for k, v in value.items()}
+    return value
+
+
+Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+
+
+def _line_keys(value: object) -> object:
+    if isinstance(value, Mapping):
+        bare = (int, float)
+        return {
+            _BareNumber(k) if isinstance(k, bare) and not isinstance(k, bool) else k: v
+            for k, v in value.items()
+        }
+    return value
+
+
+Lines = Annotated[
+    dict[Annotated[str, BeforeValidator(_line_key)], Labels], BeforeValidator(_line_keys)
+]
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _one_or_many(value: object) -> object:
+    """`status: FLAGGED` is `status: [FLAGGED]`."""
+    if isinstance(value, str | int | float):
+        return [value]
+    if value is None or isinstance(value, Mapping):
+        raise custom_error(f"expected a value or a list of values, got {describe(value)}")
+    return value
+
+
+def _upper(value: str) -> str:
+    # Linq's statuses and health values are upper case; a rule written in any
+    # other case would silently never fire.
+    if value != value.upper():
+        raise custom_error(
+            f'{describe(value)} would never match: Linq reports it as "{value.upper()}"'
+        )
+    return value
+
+
+def _notifier_ref(value: str, info: ValidationInfo) -> str:
+    # No set given: `notifiers:` itself is broken and already reported.
+    defined = (info.context or {}).get("notifiers")
+    if defined is not None and value not in defined:
+        raise custom_error(f"undefined notifier {describe(value)}")
+    return value
+
+
+_NonEmpty = Annotated[str, Field(min_length=1)]
+_StateValues = Annotated[
+    tuple[Annotated[_NonEmpty, AfterValidator(_upper)], ...],
+    BeforeValidator(_one_or_many),
+    Field(min_length=1),
+]
+
+
+# -- sections -------------------------------------------------------------------
+
+
+def _secret_or_none(value: object) -> object:
+    # `${LINQ_API_KEY:-}` with the variable unset means "no key".
+    return None if value == "" else value
+
+
+def _drop_empty(value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+    # Lets a rotation be written `["${NEW_SECRET:-}", "${OLD_SECRET}"]`.
+    # Dropped after validation, so problems name the index as written.
+    return tuple(secret for secret in value if secret.get_secret_value())
+
+
+def _webhook_secret(value: SecretStr) -> SecretStr:
+    secret = value.get_secret_value()  # never put into a message
+    if not secret:
+        return value
+    if not secret.startswith("whsec_"):
+        raise custom_error("must start with whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise custom_error("is not valid base64 after whsec_") from None
+    if not key:
+        raise custom_error("has no key after whsec_")
+    return value
+
+
+def _api_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+        raise custom_error(f"expected an http:// or https:// URL, got {describe(value)}")
+    return value.rstrip("/")
+
+
+class LinqSettings(_Strict):
+    api_url: Annotated[str, AfterValidator(_api_url)] = DEFAULT_API_URL
+    api_key: Annotated[SecretStr | None, BeforeValidator(_secret_or_none)] = None
+    webhook_secrets: Annotated[
+        tuple[Annotated[SecretStr, AfterValidator(_webhook_secret)], ...],
+        AfterValidator(_drop_empty),
+    ] = ()
+
+
+class PollSettings(_Strict):
+    interval: Duration = 60.0  # 0 turns polling off
+    timeout: Duration = 10.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _some_time(cls, value: float) -> float:
+        if value <= 0:
+            raise custom_error("must be more than 0")
+        return value
+
+
+class LogSettings(_Strict):
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
+    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
+
+
+class WhenSettings(_Strict):
+    status: _StateValues = ()
+    health: _StateValues = ()
+    labels: Labels = Field(default_factory=dict)
+    numbers: Annotated[
+        tuple[Annotated[str, BeforeValidator(_number)], ...],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1),
+    ] = ()
+
+    @model_validator(mode="after")
+    def _some_state(self) -> WhenSettings:
+        # Labels and numbers alone hold for a line all the time: such a rule
+        # would fire for every line at start and never resolve.
+        if not self.status and not self.health:
+            raise custom_error("needs status or health (or both)")
+        return self
+
+
+class RuleSettings(_Strict):
+    name: _NonEmpty
+    when: WhenSettings
+    notify: Annotated[
+        tuple[Annotated[str, AfterValidator(_notifier_ref)], ...],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1),
+    ]
+    severity: Annotated[
+        Literal["critical", "error", "warning", "info"] | None, BeforeValidator(_lower)
+    ] = None
+    hold: Duration = Field(default=0.0, alias="for")
+    repeat: Duration = 0.0  # 0: no reminders
+    send_resolved: bool = True
+
+    @field_validator("notify")
+    @classmethod
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise custom_error(f"{', '.join(describe(name) for name in twice)} listed twice")
+        return value

@@ -1,0 +1,120 @@
+"""The chain from an observation to outbox jobs: store, evaluate, commit.
+
+    Observation -> store.record_observation (ordering, de-duplication)
+                -> alerts.evaluate (pure: rules, holds, incidents)
+                -> store.commit_evaluation (alerts, incidents, outbox jobs)
+                -> outbox wakes
+
+Evaluations are serialised by one lock so that a webhook, a poll and the
+clock tick never decide about the same line at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from .alerts import evaluate
+from .clock import Clock
+from .config import Config
+from .linestate import Outcome, Transition
+from .metrics import Metrics
+from .model import Observation, ObservationKind, Source
+from .store import Store
+
+__all__ = ["Pipeline"]
+
+log = structlog.get_logger("linqwatch.pipeline")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        clock: Clock,
+        metrics: Metrics,
+        on_notifications: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.on_notifications = on_notifications
+        self._lock = asyncio.Lock()
+
+    async def observe(self, obs: Observation) -> Transition:
+        """Store one observation and, if it changed the line, act on it."""
+        now = self.clock.now()
+        transition = await self.store.record_observation(
+            obs, now=now, poll_interval=self.config.poll_interval
+        )
+        if transition.changed and transition.after is not None:
+            after = transition.after
+            self.metrics.transitions.labels(source=obs.source.value).inc()
+            log.info(
+                "line transition",
+                number=obs.number,
+                source=obs.source.value,
+                status=after.status,
+                previous_status=transition.before.status if transition.before else None,
+                health=after.health,
+                present=after.present,
+            )
+            await self.evaluate(obs.number)
+        elif transition.outcome is Outcome.HELD:
+            log.info(
+                "poll contradicts a fresh webhook; waiting for the next poll",
+                number=obs.number,
+                poll_status=obs.status,
+            )
+        return transition
+
+    async def observe_poll(self, observations: Iterable[Observation], polled_at: float) -> int:
+        """Apply one poll: every listed line, and a release for each line it no longer lists."""
+        listed = {o.number: o for o in observations}
+        changed = 0
+        for obs in listed.values():
+            changed += (await self.observe(obs)).changed
+        for line in await self.store.lines():
+            if line.present and line.number not in listed:
+                gone = Observation(
+                    number=line.number,
+                    kind=ObservationKind.RELEASED,
+                    observed_at=polled_at,
+                    source=Source.POLL,
+                )
+                changed += (await self.observe(gone)).changed
+        return changed
+
+    async def evaluate(self, number: str) -> None:
+        async with self._lock:
+            line = await self.store.line(number)
+            if line is None:
+                return
+            alerts, incidents = await self.store.alert_state(number)
+            now = self.clock.now()
+            result = evaluate(
+                line, self.config.labels_for(number), self.config.rules, alerts, incidents, now
+            )
+            if not result.differs_from(alerts, incidents):
+                return
+            await self.store.commit_evaluation(number, result, now)
+        for rule in result.fired:
+            log.info("alert fired", number=number, rule=rule, status=line.status)
+        for rule in result.resolved:
+            log.info("alert resolved", number=number, rule=rule, status=line.status)
+        if result.notifications:
+            self.on_notifications()
+
+    async def evaluate_all(self) -> None:
+        """Every line: at start-up and after a config change."""
+        for line in await self.store.lines():
+            await self.evaluate(line.number)
+
+    async def tick(self) -> None:
+        """Lines whose decisions depend on time alone (`for` holds, `repeat`)."""
+        for number in await self.store.numbers_with_alerts():
+            await self.evaluate(number)

@@ -1,0 +1,102 @@
+"""The one storage interface. SQLite implements it now; PostgreSQL later.
+
+Nothing above this module knows which backend runs. Every method is one
+transaction: an observation and its webhook id are committed together, and an
+evaluation's alerts, incidents and outbox jobs are committed together, so a
+crash at any point leaves a consistent store that a restart resumes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..alerts import AlertState, Evaluation, Incident
+from ..linestate import Transition
+from ..model import LineState, Notification, Observation, Source
+from ..notifiers.base import Receipt
+
+__all__ = ["HistoryEntry", "Job", "StorageError", "Store"]
+
+
+class StorageError(Exception):
+    """The store cannot do its work (disk full, locked, corrupt, gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One notification waiting in the outbox for one notifier."""
+
+    id: int
+    notifier: str
+    notification: Notification
+    attempts: int
+    created_at: float
+    due_at: float
+    first_failed_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    number: str
+    at: float  # when it became true
+    received_at: float  # when linqwatch learnt of it
+    source: Source
+    status: str | None
+    health: str | None
+    present: bool
+    previous_status: str | None
+    previous_health: str | None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise StorageError unless the store answers a trivial query."""
+        ...
+
+    # line state
+    async def record_observation(
+        self, obs: Observation, *, now: float, poll_interval: float
+    ) -> Transition:
+        """De-duplicate by event id, apply the ordering rules, record history."""
+        ...
+
+    async def lines(self) -> list[LineState]: ...
+    async def line(self, number: str) -> LineState | None: ...
+    async def history(
+        self, number: str | None = None, *, limit: int = 100
+    ) -> list[HistoryEntry]: ...
+
+    # alerts
+    async def alert_state(
+        self, number: str
+    ) -> tuple[dict[str, AlertState], dict[str, Incident]]: ...
+    async def numbers_with_alerts(self) -> list[str]:
+        """Lines with any alert or open incident: their decisions depend on time."""
+        ...
+
+    async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
+        """Replace the line's alerts and incidents and enqueue its notifications."""
+        ...
+
+    async def alert_counts(self) -> Mapping[str, int]:
+        """Firing alerts by rule."""
+        ...
+
+    # outbox
+    async def next_job(self, notifier: str, now: float) -> Job | None:
+        """The oldest due job whose incident has no earlier job still pending."""
+        ...
+
+    async def next_due_at(self, notifier: str) -> float | None: ...
+    async def job_delivered(self, job_id: int, receipt: Receipt | None, now: float) -> None: ...
+    async def job_retry(self, job_id: int, *, due_at: float, error: str, now: float) -> None: ...
+    async def job_failed(self, job_id: int, *, error: str, now: float) -> None: ...
+    async def receipts(self, notifier: str, incident_key: str) -> Sequence[Receipt]: ...
+    async def outbox_depth(self) -> Mapping[str, int]: ...
+
+    async def prune(self, *, webhook_ids_before: float) -> None: ...

@@ -1,0 +1,464 @@
+"""The embedded store: one SQLite file in WAL mode, standard library only.
+
+sqlite3 is synchronous, so every call runs on one dedicated thread: the event
+loop never waits on a disk flush, and one connection means one writer with no
+lock contention. `synchronous=FULL` makes a commit durable before we answer a
+webhook (principle 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..alerts import AlertState, Evaluation, Incident
+from ..linestate import Outcome, Transition, apply
+from ..model import LineState, Notification, Observation, Source
+from ..notifiers.base import Receipt
+from .base import HistoryEntry, Job, StorageError
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records
+# how many have been applied. Never edit an entry that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE lines (
+        number TEXT PRIMARY KEY,
+        status TEXT, health TEXT, doc_url TEXT,
+        since REAL NOT NULL, changed_at REAL NOT NULL,
+        source TEXT NOT NULL, received_at REAL NOT NULL,
+        present INTEGER NOT NULL,
+        previous_status TEXT, previous_health TEXT,
+        pending_status TEXT, pending_health TEXT
+    );
+    CREATE TABLE webhook_ids (event_id TEXT PRIMARY KEY, received_at REAL NOT NULL);
+    CREATE INDEX webhook_ids_received ON webhook_ids (received_at);
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL, at REAL NOT NULL, received_at REAL NOT NULL,
+        source TEXT NOT NULL, status TEXT, health TEXT, present INTEGER NOT NULL,
+        previous_status TEXT, previous_health TEXT
+    );
+    CREATE INDEX history_number ON history (number, id);
+    CREATE TABLE alerts (
+        number TEXT NOT NULL, rule TEXT NOT NULL,
+        active_since REAL NOT NULL, fired_at REAL,
+        PRIMARY KEY (number, rule)
+    );
+    CREATE TABLE incidents (
+        number TEXT NOT NULL, notifier TEXT NOT NULL, key TEXT NOT NULL,
+        rule TEXT NOT NULL, severity TEXT NOT NULL,
+        opened_at REAL NOT NULL, last_sent_at REAL NOT NULL,
+        repeat REAL NOT NULL, send_resolved INTEGER NOT NULL,
+        PRIMARY KEY (number, notifier)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        notifier TEXT NOT NULL, incident_key TEXT NOT NULL,
+        notification TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL, due_at REAL NOT NULL,
+        first_failed_at REAL, last_error TEXT,
+        done_at REAL, receipt TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (notifier, state, due_at);
+    CREATE INDEX outbox_incident ON outbox (notifier, incident_key, state);
+    """,
+)
+
+
+# A pending job of one notifier with no earlier pending job of the same
+# incident: only these may be sent (a recovery waits behind its fire).
+_HEAD = """
+    o.notifier = ? AND o.state = 'pending'
+    AND NOT EXISTS (
+        SELECT 1 FROM outbox p
+        WHERE p.notifier = o.notifier AND p.incident_key = o.incident_key
+          AND p.state = 'pending' AND p.id < o.id)
+"""
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+
+    # -- life cycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA foreign_keys=ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._db = db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"{self.path} has schema version {version}, newer than this linqwatch "
+                f"knows ({len(MIGRATIONS)}); upgrade linqwatch or use another file"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                db.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._conn().execute("SELECT 1").fetchone())
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StorageError("the store is not open")
+        return self._db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StorageError("the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite: {exc}") from exc
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
+        def run() -> T:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return run
+
+    # -- line state -------------------------------------------------------
+
+    async def record_observation(
+        self, obs: Observation, *, now: float, poll_interval: float
+    ) -> Transition:
+        def work(db: sqlite3.Connection) -> Transition:
+            if obs.event_id is not None:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO webhook_ids (event_id, received_at) VALUES (?, ?)",
+                    (obs.event_id, now),
+                )
+                if cur.rowcount == 0:
+                    return Transition(Outcome.DUPLICATE, None, None)
+            row = db.execute("SELECT * FROM lines WHERE number = ?", (obs.number,)).fetchone()
+            transition = apply(
+                _line(row) if row else None, obs, now=now, poll_interval=poll_interval
+            )
+            if transition.after is not None:
+                _save_line(db, transition.after)
+            if transition.changed and transition.after is not None:
+                _append_history(db, transition.after)
+            return transition
+
+        return await self._run(self._tx(work))
+
+    async def lines(self) -> list[LineState]:
+        rows = await self._run(
+            lambda: self._conn().execute("SELECT * FROM lines ORDER BY number").fetchall()
+        )
+        return [_line(r) for r in rows]
+
+    async def line(self, number: str) -> LineState | None:
+        row = await self._run(
+            lambda: (
+                self._conn().execute("SELECT * FROM lines WHERE number = ?", (number,)).fetchone()
+            )
+        )
+        return _line(row) if row else None
+
+    async def history(self, number: str | None = None, *, limit: int = 100) -> list[HistoryEntry]:
+        def work() -> list[sqlite3.Row]:
+            if number is None:
+                sql, args = "SELECT * FROM history ORDER BY id DESC LIMIT ?", (limit,)
+            else:
+                sql = "SELECT * FROM history WHERE number = ? ORDER BY id DESC LIMIT ?"
+                args = (number, limit)  # type: ignore[assignment]
+            return self._conn().execute(sql, args).fetchall()
+
+        return [
+            HistoryEntry(
+                number=r["number"],
+                at=r["at"],
+                received_at=r["received_at"],
+                source=Source(r["source"]),
+                status=r["status"],
+                health=r["health"],
+                present=bool(r["present"]),
+                previous_status=r["previous_status"],
+                previous_health=r["previous_health"],
+            )
+            for r in await self._run(work)
+        ]
+
+    # -- alerts -----------------------------------------------------------
+
+    async def alert_state(self, number: str) -> tuple[dict[str, AlertState], dict[str, Incident]]:
+        def work() -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+            db = self._conn()
+            return (
+                db.execute("SELECT * FROM alerts WHERE number = ?", (number,)).fetchall(),
+                db.execute("SELECT * FROM incidents WHERE number = ?", (number,)).fetchall(),
+            )
+
+        alert_rows, incident_rows = await self._run(work)
+        alerts = {
+            r["rule"]: AlertState(r["rule"], r["number"], r["active_since"], r["fired_at"])
+            for r in alert_rows
+        }
+        incidents = {
+            r["notifier"]: Incident(
+                notifier=r["notifier"],
+                number=r["number"],
+                key=r["key"],
+                rule=r["rule"],
+                severity=r["severity"],
+                opened_at=r["opened_at"],
+                last_sent_at=r["last_sent_at"],
+                repeat=r["repeat"],
+                send_resolved=bool(r["send_resolved"]),
+            )
+            for r in incident_rows
+        }
+        return alerts, incidents
+
+    async def numbers_with_alerts(self) -> list[str]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute("SELECT number FROM alerts UNION SELECT number FROM incidents")
+                .fetchall()
+            )
+        )
+        return [r[0] for r in rows]
+
+    async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM alerts WHERE number = ?", (number,))
+            db.executemany(
+                "INSERT INTO alerts (number, rule, active_since, fired_at) VALUES (?, ?, ?, ?)",
+                [(number, a.rule, a.active_since, a.fired_at) for a in evaluation.alerts],
+            )
+            db.execute("DELETE FROM incidents WHERE number = ?", (number,))
+            db.executemany(
+                "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
+                " last_sent_at, repeat, send_resolved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        number,
+                        i.notifier,
+                        i.key,
+                        i.rule,
+                        i.severity,
+                        i.opened_at,
+                        i.last_sent_at,
+                        i.repeat,
+                        int(i.send_resolved),
+                    )
+                    for i in evaluation.incidents
+                ],
+            )
+            db.executemany(
+                "INSERT INTO outbox (notifier, incident_key, notification, created_at, due_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (notifier, n.incident_key, json.dumps(n.to_json()), now, now)
+                    for notifier, n in evaluation.notifications
+                ],
+            )
+
+        await self._run(self._tx(work))
+
+    async def alert_counts(self) -> Mapping[str, int]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute(
+                    "SELECT rule, COUNT(*) FROM alerts WHERE fired_at IS NOT NULL GROUP BY rule"
+                )
+                .fetchall()
+            )
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # -- outbox -----------------------------------------------------------
+
+    async def next_job(self, notifier: str, now: float) -> Job | None:
+        sql = f"SELECT * FROM outbox o WHERE {_HEAD} AND o.due_at <= ? ORDER BY o.due_at, o.id"
+        row = await self._run(lambda: self._conn().execute(sql, (notifier, now)).fetchone())
+        if row is None:
+            return None
+        return Job(
+            id=row["id"],
+            notifier=row["notifier"],
+            notification=Notification.from_json(json.loads(row["notification"])),
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            due_at=row["due_at"],
+            first_failed_at=row["first_failed_at"],
+            last_error=row["last_error"],
+        )
+
+    async def next_due_at(self, notifier: str) -> float | None:
+        sql = f"SELECT MIN(o.due_at) FROM outbox o WHERE {_HEAD}"
+        row = await self._run(lambda: self._conn().execute(sql, (notifier,)).fetchone())
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def job_delivered(self, job_id: int, receipt: Receipt | None, now: float) -> None:
+        await self._write(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?,"
+            " receipt = ? WHERE id = ?",
+            (now, None if receipt is None else json.dumps(receipt), job_id),
+        )
+
+    async def job_retry(self, job_id: int, *, due_at: float, error: str, now: float) -> None:
+        await self._write(
+            "UPDATE outbox SET attempts = attempts + 1, due_at = ?, last_error = ?,"
+            " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
+            (due_at, error, now, job_id),
+        )
+
+    async def job_failed(self, job_id: int, *, error: str, now: float) -> None:
+        await self._write(
+            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+            " done_at = ?, first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
+            (error, now, now, job_id),
+        )
+
+    async def receipts(self, notifier: str, incident_key: str) -> Sequence[Receipt]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute(
+                    "SELECT receipt FROM outbox WHERE notifier = ? AND incident_key = ?"
+                    " AND state = 'delivered' AND receipt IS NOT NULL ORDER BY id",
+                    (notifier, incident_key),
+                )
+                .fetchall()
+            )
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def outbox_depth(self) -> Mapping[str, int]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute(
+                    "SELECT notifier, COUNT(*) FROM outbox WHERE state = 'pending'"
+                    " GROUP BY notifier"
+                )
+                .fetchall()
+            )
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def prune(self, *, webhook_ids_before: float) -> None:
+        await self._write("DELETE FROM webhook_ids WHERE received_at < ?", (webhook_ids_before,))
+
+    async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        await self._run(self._tx(lambda db: db.execute(sql, args)))
+
+
+def _line(row: sqlite3.Row) -> LineState:
+    return LineState(
+        number=row["number"],
+        status=row["status"],
+        health=row["health"],
+        doc_url=row["doc_url"],
+        since=row["since"],
+        changed_at=row["changed_at"],
+        source=Source(row["source"]),
+        received_at=row["received_at"],
+        present=bool(row["present"]),
+        previous_status=row["previous_status"],
+        previous_health=row["previous_health"],
+        pending_status=row["pending_status"],
+        pending_health=row["pending_health"],
+    )
+
+
+def _save_line(db: sqlite3.Connection, s: LineState) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO lines (number, status, health, doc_url, since, changed_at,"
+        " source, received_at, present, previous_status, previous_health, pending_status,"
+        " pending_health) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            s.number,
+            s.status,
+            s.health,
+            s.doc_url,
+            s.since,
+            s.changed_at,
+            s.source.value,
+            s.received_at,
+            int(s.present),
+            s.previous_status,
+            s.previous_health,
+            s.pending_status,
+            s.pending_health,
+        ),
+    )
+
+
+def _append_history(db: sqlite3.Connection, s: LineState) -> None:
+    db.execute(
+        "INSERT INTO history (number, at, received_at, source, status, health, present,"
+        " previous_status, previous_health) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            s.number,
+            s.changed_at,
+            s.received_at,
+            s.source.value,
+            s.status,
+            s.health,
+            int(s.present),
+            s.previous_status,
+            s.previous_health,
+        ),
+    )

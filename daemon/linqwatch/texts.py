@@ -1,0 +1,236 @@
+"""The wording of every notification, defined once and shared by all channels.
+
+Slack, email, PagerDuty and the console say the same thing in the same
+words, so a person who sees a page and then the Slack thread recognises the
+incident. Everything here is a pure function of a `Notification`.
+
+Values Linq sends that we do not know (a new status, a new health value) are
+shown verbatim: they are data, never an error.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from .clock import from_ts
+from .model import FLAGGED, Event, Notification
+
+__all__ = [
+    "SUMMARY_LIMIT",
+    "fact_rows",
+    "format_duration",
+    "format_number",
+    "format_time",
+    "headline",
+    "line_title",
+    "short_status",
+    "summary",
+]
+
+# PagerDuty's Events API v2 refuses a longer `summary`; the others take it too.
+SUMMARY_LIMIT = 1024
+
+_ACTIVE = "ACTIVE"
+_HEALTHY = "HEALTHY"
+_UNKNOWN = "unknown"
+
+
+def format_number(number: str) -> str:
+    """`+12025551234` -> `+1 202-555-1234`, in the style of the line's own country.
+
+    Anything phonenumbers cannot make sense of is returned unchanged: a
+    number we cannot pretty-print is still the right number to show.
+    """
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    if not phonenumbers.is_possible_number(parsed):
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def format_time(ts: float) -> str:
+    """ISO 8601 in UTC to the second: `2024-05-01T12:00:00Z`."""
+    return from_ts(ts).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people, two units at most: `45s`, `4m`, `2h 5m`, `3d 4h`.
+
+    Rounded down, so "for 4m" never claims more time than has passed.
+    """
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def line_title(n: Notification) -> str:
+    """`Growth outbound 1 (+1 202-555-1234)`, or the formatted number alone."""
+    number = format_number(n.number)
+    return f"{n.name} ({number})" if n.name else number
+
+
+def _status(value: str | None) -> str:
+    return _UNKNOWN if value is None else value
+
+
+def _health_is_the_problem(n: Notification) -> bool:
+    # A rule may match on health alone (`when: {health: CRITICAL}`) while the
+    # line still sends; "ACTIVE: ..." would then be a headline that says nothing.
+    return n.status in (None, _ACTIVE) and n.health not in (None, _HEALTHY)
+
+
+def _condition(n: Notification) -> str:
+    """What is wrong with the line, in a word or two: `FLAGGED`, `health CRITICAL`."""
+    if _health_is_the_problem(n):
+        return f"health {n.health}"
+    return _status(n.status)
+
+
+def _resolved_state(n: Notification) -> str:
+    if n.status is None and n.health is not None:
+        return f"health {n.health}"
+    return _status(n.status)
+
+
+def short_status(n: Notification) -> str:
+    """The headline without the line: what a reply in an incident's thread says.
+
+    `Still FLAGGED for 4h`, `Recovered (ACTIVE)`, `Resolved: the line was released ...`.
+    """
+    if n.event is Event.TEST:
+        return "Test notification from linqwatch"
+    if n.event is Event.RESOLVED:
+        if n.note:
+            return f"Resolved: {n.note}"
+        if n.status == FLAGGED:
+            # The rule stopped matching (a label or the config changed), not the line.
+            return "Resolved (still FLAGGED)"
+        return f"Recovered ({_resolved_state(n)}){_incident_length(n)}"
+    duration = format_duration(n.at - n.since)
+    if n.event is Event.REPEAT:
+        return f"Still {_condition(n)} for {duration}"
+    return f"{_fired_word(n)} for {duration}"
+
+
+def _incident_length(n: Notification) -> str:
+    # The rule engine records when the incident opened; `since` is only when
+    # the current (recovered) status began.
+    opened_at = n.extra.get("opened_at")
+    if not isinstance(opened_at, int | float) or opened_at > n.at:
+        return ""
+    return f" after {format_duration(n.at - opened_at)}"
+
+
+def _fired_word(n: Notification) -> str:
+    condition = _condition(n)
+    if _health_is_the_problem(n):
+        return condition[0].upper() + condition[1:]
+    return condition
+
+
+def headline(n: Notification) -> str:
+    """One line that says what happened to which line: a page title, a subject."""
+    title = line_title(n)
+    if n.event is Event.TEST:
+        return "Test notification from linqwatch"
+    if n.event is Event.RESOLVED:
+        if n.note:
+            return f"Resolved: {title} ({n.note})"
+        if n.status == FLAGGED:
+            return f"Resolved (still FLAGGED): {title}"
+        return f"Recovered ({_resolved_state(n)}): {title}"
+    if n.event is Event.REPEAT:
+        return f"Still {_condition(n)}: {title}"
+    return f"{_fired_word(n)}: {title}"
+
+
+def _change(current: str | None, previous: str | None, *, missing: str) -> str:
+    now = missing if current is None else current
+    if previous is None or previous == current:
+        return now
+    return f"{now} (was {previous})"
+
+
+def _status_change(n: Notification) -> str:
+    return _change(n.status, n.previous_status, missing=_UNKNOWN)
+
+
+def _health_change(n: Notification) -> str:
+    return _change(n.health, n.previous_health, missing="not reported")
+
+
+def _since(n: Notification) -> str:
+    when = format_time(n.since)
+    if n.at < n.since:  # clocks disagree; do not print a negative duration
+        return when
+    return f"{when} (for {format_duration(n.at - n.since)})"
+
+
+def _labels(n: Notification) -> str:
+    # `name` is commonly given as a label in `lines:`; it already has its own row.
+    shown = [f"{k}={v}" for k, v in n.labels.items() if not (k == "name" and v == n.name)]
+    return ", ".join(shown)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary(n: Notification) -> str:
+    """One sentence fit for a page or a chat fallback, at most SUMMARY_LIMIT chars."""
+    if n.event is Event.TEST:
+        return (
+            "Test notification from linqwatch: delivery through this notifier works; "
+            "no line is affected."
+        )
+    title = line_title(n)
+    health = f", health {_health_change(n)}" if n.health or n.previous_health else ""
+    rule = f'rule "{n.rule}", severity {n.severity}'
+    since = format_time(n.since)
+    if n.event is Event.RESOLVED:
+        resolved = f'the alert from rule "{n.rule}" is resolved'
+        if n.note:
+            text = f"Line {title}: {n.note}; {resolved}."
+        else:
+            text = f"Line {title} is now {_status_change(n)}{health} since {since}; {resolved}."
+    elif n.event is Event.REPEAT:
+        text = (
+            f"Line {title} is still {_status_change(n)}{health} after "
+            f"{format_duration(n.at - n.since)} (since {since}); {rule}."
+        )
+    else:
+        text = f"Line {title} is {_status_change(n)}{health} since {since}; {rule}."
+    return _truncate(text, SUMMARY_LIMIT)
+
+
+def fact_rows(n: Notification) -> list[tuple[str, str]]:
+    """Label/value pairs every channel shows below the headline, in this order."""
+    rows: list[tuple[str, str]] = [("Line", format_number(n.number))]
+    if n.name:
+        rows.append(("Name", n.name))
+    labels = _labels(n)
+    if labels:
+        rows.append(("Labels", labels))
+    rows += [
+        ("Status", _status_change(n)),
+        ("Health", _health_change(n)),
+        ("Since", _since(n)),
+        ("Rule", n.rule),
+        ("Severity", n.severity),
+        ("Sendable", "yes" if n.sendable else "no"),
+    ]
+    if n.doc_url:
+        rows.append(("Docs", n.doc_url))
+    if n.note:
+        rows.append(("Note", n.note))
+    return rows

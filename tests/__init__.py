@@ -1,0 +1,1 @@
+"""linqwatch's tests; a package so that `tests.standins` imports from any test."""

@@ -1,0 +1,146 @@
+"""The outbox worker with an injected clock: retries, Retry-After, permanence, isolation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from linqwatch.alerts import Evaluation
+from linqwatch.metrics import Metrics
+from linqwatch.model import Event, Notification
+from linqwatch.notifiers.base import DeliveryError, Reason, Receipt
+from linqwatch.outbox import Backoff, Outbox
+from linqwatch.store import SQLiteStore
+from linqwatch.testing import FakeClock, RecordingNotifier
+
+N = "+12025551234"
+
+
+class ScriptedNotifier:
+    """Fails as scripted, then succeeds: a stand-in for a flaky service."""
+
+    def __init__(self, *failures: DeliveryError) -> None:
+        self.name = "scripted"
+        self.failures = list(failures)
+        self.attempts = 0
+        self.delivered: list[Notification] = []
+
+    async def send(self, notification: Notification, receipts: Sequence[Receipt]) -> Receipt | None:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.delivered.append(notification)
+        return None
+
+
+def note(key: str, at: float) -> Notification:
+    return Notification(
+        event=Event.FIRED,
+        incident_key=key,
+        rule="r",
+        severity="critical",
+        number=N,
+        name=None,
+        labels={},
+        status="FLAGGED",
+        previous_status=None,
+        health=None,
+        previous_health=None,
+        doc_url=None,
+        since=at,
+        at=at,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "state.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def enqueue(store: SQLiteStore, clock: FakeClock, *pairs: tuple[str, str]) -> None:
+    notes = tuple((notifier, note(key, clock.now())) for notifier, key in pairs)
+    await store.commit_evaluation(N, Evaluation((), (), notes, (), ()), clock.now())
+
+
+async def test_retryable_failures_back_off_then_deliver_once(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    flaky = ScriptedNotifier(
+        DeliveryError(Reason.SERVER_ERROR, "503", retryable=True),
+        DeliveryError(Reason.RATE_LIMITED, "429", retryable=True, retry_after=30),
+    )
+    metrics = Metrics()
+    outbox = Outbox(store, {"s": flaky}, clock, metrics, backoff=Backoff(rng=random.Random(1)))
+    await enqueue(store, clock, ("s", "k"))
+    assert await outbox.deliver_due() == 1 and flaky.attempts == 1
+    assert await outbox.deliver_due() == 0  # backing off
+    clock.advance(1.0)  # first backoff is at most base (1 s)
+    assert await outbox.deliver_due() == 1 and flaky.attempts == 2
+    clock.advance(29.9)
+    assert await outbox.deliver_due() == 0  # Retry-After: 30 honoured
+    clock.advance(0.1)
+    assert await outbox.deliver_due() == 1
+    assert len(flaky.delivered) == 1
+    clock.advance(3600)
+    assert await outbox.deliver_due() == 0
+    text = metrics.render().decode()
+    assert 'notifier="s",reason="rate_limited",result="retry"' in text
+    assert 'linqwatch_notifications_total{notifier="s",reason="",result="sent"} 1.0' in text
+
+
+async def test_permanent_failure_is_not_retried(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    broken = ScriptedNotifier(DeliveryError(Reason.AUTH_ERROR, "invalid_auth", retryable=False))
+    outbox = Outbox(store, {"s": broken}, clock, Metrics())
+    await enqueue(store, clock, ("s", "k"))
+    await outbox.deliver_due()
+    clock.advance(86400)
+    assert await outbox.deliver_due() == 0
+    assert broken.attempts == 1 and await store.outbox_depth() == {}
+
+
+async def test_a_failing_notifier_does_not_hold_up_another(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    down = ScriptedNotifier(*[DeliveryError(Reason.NETWORK, "down", retryable=True)] * 10)
+    fine = RecordingNotifier("fine")
+    outbox = Outbox(store, {"down": down, "fine": fine}, clock, Metrics())
+    await enqueue(store, clock, ("down", "a"), ("fine", "a"), ("down", "b"), ("fine", "b"))
+    await outbox.deliver_due()
+    assert [n.incident_key for n in fine.sent] == ["a", "b"]
+    assert down.attempts == 2  # each of its incidents tried, then backing off
+
+
+async def test_jobs_for_a_removed_notifier_are_dropped(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    outbox = Outbox(store, {}, clock, Metrics())
+    await enqueue(store, clock, ("gone", "k"))
+    # no worker runs for an unknown notifier; the job stays visible as depth
+    assert await store.outbox_depth() == {"gone": 1}
+    assert await outbox.deliver_due() == 0
+
+
+async def test_a_crashing_notifier_is_retried_not_fatal(store: SQLiteStore) -> None:
+    class Crashing:
+        name = "crash"
+
+        async def send(self, notification: Notification, receipts: Sequence[Receipt]) -> None:
+            raise ZeroDivisionError
+
+    clock = FakeClock()
+    outbox = Outbox(store, {"crash": Crashing()}, clock, Metrics())
+    await enqueue(store, clock, ("crash", "k"))
+    assert await outbox.deliver_due() == 1
+    assert await store.outbox_depth() == {"crash": 1}
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    b = Backoff(base=1, cap=60, rng=random.Random(0))
+    delays = [b.delay(n) for n in range(1, 12)]
+    assert 0.5 <= delays[0] <= 1
+    assert 4 <= delays[3] <= 8
+    assert all(30 <= d <= 60 for d in delays[7:])
