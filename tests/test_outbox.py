@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from linqwatch.alerts import Evaluation
+from linqwatch.config import DeliverySettings
 from linqwatch.metrics import Metrics
 from linqwatch.model import Event, Notification
 from linqwatch.notifiers.base import DeliveryError, Reason, Receipt
 from linqwatch.outbox import Backoff, Outbox
 from linqwatch.store import SQLiteStore
 from linqwatch.testing import FakeClock, RecordingNotifier
+from linqwatch.texts import headline
 
 N = "+12025551234"
 
@@ -144,3 +146,54 @@ def test_backoff_grows_and_is_capped() -> None:
     assert 0.5 <= delays[0] <= 1
     assert 4 <= delays[3] <= 8
     assert all(30 <= d <= 60 for d in delays[7:])
+
+
+async def test_fallback_after_give_up_after_sends_once_and_says_so(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    down = ScriptedNotifier(*[DeliveryError(Reason.SERVER_ERROR, "503", retryable=True)] * 100)
+    mail = RecordingNotifier("mail")
+    metrics = Metrics()
+    delivery = {"down": DeliverySettings(fallback="mail", give_up_after="10m")}
+    outbox = Outbox(store, {"down": down, "mail": mail}, clock, metrics, delivery=delivery)
+    await enqueue(store, clock, ("down", "k"))
+    start = clock.now()
+    while not mail.sent and clock.now() - start < 3600:  # retries, in five-second steps
+        await outbox.deliver_due()
+        clock.advance(5)
+    # handed over at the first retry after ten minutes (backoff is capped at 5m)
+    assert 600 <= clock.now() - start <= 600 + 300 + 5
+    assert len(mail.sent) == 1
+    (handed,) = mail.sent
+    assert handed.extra["fallback_for"] == "down"
+    assert "down failed for 1" in str(handed.extra["fallback_reason"])
+    assert "(instead of down)" in headline(handed)
+    attempts = down.attempts
+    clock.advance(3600)
+    await outbox.deliver_due()
+    assert down.attempts == attempts and len(mail.sent) == 1  # given up means given up
+    text = metrics.render().decode()
+    assert 'linqwatch_notifications_given_up_total{fallback="mail",notifier="down"} 1.0' in text
+
+
+async def test_permanent_failure_hands_over_to_the_fallback_at_once(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    broken = ScriptedNotifier(DeliveryError(Reason.BAD_REQUEST, "400 invalid", retryable=False))
+    mail = RecordingNotifier("mail")
+    delivery = {"pd": DeliverySettings(fallback="mail")}
+    outbox = Outbox(store, {"pd": broken, "mail": mail}, clock, Metrics(), delivery=delivery)
+    await enqueue(store, clock, ("pd", "k"))
+    await outbox.deliver_due()
+    await outbox.deliver_due()
+    assert [n.extra.get("fallback_for") for n in mail.sent] == ["pd"]
+    assert "refused it: 400 invalid" in str(mail.sent[0].extra["fallback_reason"])
+
+
+async def test_without_a_fallback_retries_go_on(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    down = ScriptedNotifier(*[DeliveryError(Reason.NETWORK, "down", retryable=True)] * 100)
+    outbox = Outbox(store, {"down": down}, clock, Metrics(), backoff=Backoff(cap=60))
+    await enqueue(store, clock, ("down", "k"))
+    for _ in range(60):
+        await outbox.deliver_due()
+        clock.advance(60)
+    assert down.attempts == 60 and await store.outbox_depth() == {"down": 1}

@@ -1,4 +1,4 @@
-"""The command line: `linqwatch run`, `check-config` and `demo`.
+"""The command line: `linqwatch run`, `check-config`, `test-notify` and `demo`.
 
 `main` returns the exit status; only the entry points turn it into an exit.
 Exit status 2 means the config was refused (or the command line was wrong);
@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a config file; exit 0, or 2 with every problem"
     )
     check.add_argument("file", metavar="FILE", help="the config file")
+    test = commands.add_parser(
+        "test-notify", help="send one marked test notification through one notifier"
+    )
+    test.add_argument("name", metavar="NAME", help="the notifier's name in the config")
+    test.add_argument("-c", "--config", required=True, metavar="FILE", help="the config file")
     commands.add_parser("demo", help="run the whole pipeline against a simulated Linq")
     return parser
 
@@ -68,6 +73,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .daemon import run_daemon
 
         return run_daemon(config)
+    if args.command == "test-notify":
+        config = _load(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        return _test_notify(config, args.name)
     from .demo import run_demo
 
     return run_demo()
+
+
+def _test_notify(config: Config, name: str) -> int:
+    import asyncio
+
+    from .testnotify import send_test
+
+    ok, message = asyncio.run(send_test(config, name))
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1

@@ -68,7 +68,9 @@ class Daemon:
         notifiers: dict[str, Notifier] = {
             name: create_notifier(name, nc, ctx) for name, nc in cfg.notifiers.items()
         }
-        self.outbox = Outbox(self.store, notifiers, self.clock, self.metrics)
+        self.outbox = Outbox(
+            self.store, notifiers, self.clock, self.metrics, delivery=cfg.delivery
+        )
         self.pipeline = Pipeline(
             self.store, cfg, self.clock, self.metrics, on_notifications=self.outbox.wake
         )

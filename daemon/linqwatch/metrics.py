@@ -52,6 +52,12 @@ class Metrics:
             ["notifier", "result", "reason"],
             registry=r,
         )
+        self.given_up = Counter(
+            "linqwatch_notifications_given_up",
+            "Notifications handed to a fallback notifier after their own kept failing",
+            ["notifier", "fallback"],
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             "linqwatch_outbox_depth", "Notifications waiting to be sent", ["notifier"], registry=r
         )

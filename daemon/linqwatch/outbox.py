@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 
 import structlog
 
 from .clock import Clock
+from .config import DeliverySettings
+from .durations import format_duration
 from .metrics import Metrics
 from .notifiers.base import DeliveryError, Notifier, Reason
 from .store import Job, StorageError, Store
@@ -49,11 +52,13 @@ class Outbox:
         clock: Clock,
         metrics: Metrics,
         *,
+        delivery: Mapping[str, DeliverySettings] | None = None,
         backoff: Backoff | None = None,
         send_timeout: float = 30.0,
     ) -> None:
         self.store = store
         self.notifiers = dict(notifiers)
+        self.delivery = dict(delivery or {})
         self.clock = clock
         self.metrics = metrics
         self.backoff = backoff or Backoff()
@@ -152,6 +157,13 @@ class Outbox:
 
     async def _failed(self, job: Job, exc: DeliveryError, fields: dict[str, object]) -> None:
         now = self.clock.now()
+        settings = self.delivery.get(job.notifier)
+        failing_since = job.first_failed_at if job.first_failed_at is not None else now
+        if settings is not None and settings.fallback is not None:
+            # A permanent failure will not heal by waiting: hand over at once.
+            if not exc.retryable or now - failing_since >= settings.give_up_after:
+                await self._give_up(job, exc, settings.fallback, now - failing_since, fields)
+                return
         if exc.retryable:
             delay = self.backoff.delay(job.attempts + 1)
             if exc.retry_after is not None:
@@ -174,3 +186,35 @@ class Outbox:
         self.metrics.notifications.labels(
             notifier=job.notifier, result=result, reason=exc.reason.value
         ).inc()
+
+    async def _give_up(
+        self,
+        job: Job,
+        exc: DeliveryError,
+        fallback: str,
+        failing_for: float,
+        fields: dict[str, object],
+    ) -> None:
+        """Stop trying this notifier for this job; send it through the fallback once."""
+        now = self.clock.now()
+        n = job.notification
+        why = f"{job.notifier} failed for {format_duration(round(failing_for))}: {exc}"
+        if not exc.retryable:
+            why = f"{job.notifier} refused it: {exc}"
+        handed = replace(
+            n, extra={**n.extra, "fallback_for": job.notifier, "fallback_reason": why}
+        )
+        await self.store.job_failed(job.id, error=f"gave up: {exc}", now=now)
+        await self.store.enqueue([(fallback, handed)], now)
+        self.metrics.notifications.labels(
+            notifier=job.notifier, result="gave_up", reason=exc.reason.value
+        ).inc()
+        self.metrics.given_up.labels(notifier=job.notifier, fallback=fallback).inc()
+        log.error(
+            "giving up on notifier; sending through its fallback",
+            fallback=fallback,
+            reason=exc.reason.value,
+            error=str(exc),
+            **fields,
+        )
+        self.wake()

@@ -21,6 +21,7 @@ __all__ = [
     "format_duration",
     "format_number",
     "format_time",
+    "fallback_note",
     "headline",
     "line_title",
     "short_status",
@@ -138,8 +139,23 @@ def _fired_word(n: Notification) -> str:
     return condition
 
 
+def fallback_note(n: Notification) -> str | None:
+    """Why this arrived here: set when another notifier gave up on it."""
+    original = n.extra.get("fallback_for")
+    if not original:
+        return None
+    reason = n.extra.get("fallback_reason") or f"{original} kept failing"
+    return f"Sent here instead of {original}: {reason}"
+
+
 def headline(n: Notification) -> str:
     """One line that says what happened to which line: a page title, a subject."""
+    text = _headline(n)
+    original = n.extra.get("fallback_for")
+    return f"{text} (instead of {original})" if original else text
+
+
+def _headline(n: Notification) -> str:
     title = line_title(n)
     if n.event is Event.TEST:
         return "Test notification from linqwatch"
@@ -210,6 +226,9 @@ def summary(n: Notification) -> str:
         )
     else:
         text = f"Line {title} is {_status_change(n)}{health} since {since}; {rule}."
+    fallback = fallback_note(n)
+    if fallback:
+        text = f"{text} {fallback}."
     return _truncate(text, SUMMARY_LIMIT)
 
 
@@ -233,4 +252,7 @@ def fact_rows(n: Notification) -> list[tuple[str, str]]:
         rows.append(("Docs", n.doc_url))
     if n.note:
         rows.append(("Note", n.note))
+    fallback = fallback_note(n)
+    if fallback:
+        rows.append(("Fallback", fallback))
     return rows

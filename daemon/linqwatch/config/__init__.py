@@ -8,14 +8,15 @@ each as `path.to.key: reason`; see `config.example.yaml` for every option.
 
 from __future__ import annotations
 
-from .durations import format_duration, parse_duration
+from ..durations import format_duration, parse_duration
 from .errors import ConfigError
 from .loader import load_config, parse_config
-from .runtime import Config, LinqSettings
+from .runtime import Config, DeliverySettings, LinqSettings
 
 __all__ = [
     "Config",
     "ConfigError",
+    "DeliverySettings",
     "LinqSettings",
     "format_duration",
     "load_config",

@@ -17,13 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from ..durations import format_duration
 from ..notifiers import REGISTRY
 from ..rules import Matcher, Rule
-from .durations import format_duration
 from .errors import ConfigError, Loc, Problem, describe, problems_from
 from .runtime import Config
 from .schema import (
     DEFAULT_STORAGE,
+    DELIVERY_KEYS,
+    DeliverySettings,
     Duration,
     Lines,
     LinqSettings,
@@ -58,6 +60,7 @@ class _Parts:
 
     values: dict[str, Any] = field(default_factory=dict)
     notifiers: dict[str, BaseModel] = field(default_factory=dict)
+    delivery: dict[str, DeliverySettings] = field(default_factory=dict)
     rules: list[RuleSettings | None] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -154,8 +157,15 @@ def _validate_notifiers(raw: object, parts: _Parts) -> frozenset[str] | None:
             unknown = f"unknown notifier type {describe(entry['type'])} (known: {known})"
             parts.problems.append(Problem((*loc, "type"), unknown))
             continue
+        # Delivery options are the outbox's business, common to every kind.
+        own = {k: v for k, v in entry.items() if k not in DELIVERY_KEYS}
+        delivery = {k: v for k, v in entry.items() if k in DELIVERY_KEYS}
         try:
-            parts.notifiers[name] = kind.config_model.model_validate(entry)
+            parts.delivery[name] = DeliverySettings.model_validate(delivery)
+        except ValidationError as error:
+            parts.problems += problems_from(error, loc)
+        try:
+            parts.notifiers[name] = kind.config_model.model_validate(own)
         except ValidationError as error:
             parts.problems += problems_from(error, loc)
     return frozenset(str(key) for key in raw)
@@ -191,6 +201,7 @@ def _cross_check(parts: _Parts, tree: dict[Any, Any]) -> list[Problem]:
         problems.append(
             Problem(("poll", "timeout"), f"must not be longer than poll.interval ({longest})")
         )
+    problems += _fallback_problems(parts.delivery)
     problems += _duplicate_rule_names(tree.get("rules"))
     lines: Mapping[str, Mapping[str, str]] | None = parts.values.get("lines")
     if lines is not None:
@@ -199,6 +210,28 @@ def _cross_check(parts: _Parts, tree: dict[Any, Any]) -> list[Problem]:
                 wanted = ", ".join(f"{k}={v}" for k, v in rule.when.labels.items())
                 reason = f"no line in lines has {wanted}, so this rule could never fire"
                 problems.append(Problem(("rules", index, "when", "labels"), reason))
+    return problems
+
+
+def _fallback_problems(delivery: Mapping[str, DeliverySettings]) -> list[Problem]:
+    problems = []
+    for name, settings in delivery.items():
+        loc: Loc = ("notifiers", name, "fallback")
+        target = settings.fallback
+        if target is None:
+            continue
+        if target == name:
+            problems.append(Problem(loc, "a notifier cannot be its own fallback"))
+        elif target not in delivery:
+            problems.append(Problem(loc, f"undefined notifier {describe(target)}"))
+        else:
+            seen = [name]
+            while target is not None and target in delivery and target not in seen:
+                seen.append(target)
+                target = delivery[target].fallback
+            if target == name:
+                cycle = " -> ".join([*seen, name])
+                problems.append(Problem(loc, f"fallbacks go round in a circle: {cycle}"))
     return problems
 
 
@@ -261,6 +294,7 @@ def _compile(parts: _Parts) -> Config:
         lines=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in lines.items()}),
         rules=tuple(_rule(r) for r in parts.rules if r is not None),
         notifiers=MappingProxyType(dict(parts.notifiers)),
+        delivery=MappingProxyType(dict(parts.delivery)),
     )
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ..rules import Rule
-from .schema import LinqSettings
+from .schema import DeliverySettings, LinqSettings
 
-__all__ = ["Config", "LinqSettings"]
+__all__ = ["Config", "DeliverySettings", "LinqSettings"]
 
 
 def _count(n: int, noun: str) -> str:
@@ -32,6 +32,7 @@ class Config:
     lines: Mapping[str, Mapping[str, str]]  # as configured, "*" included
     rules: tuple[Rule, ...]
     notifiers: Mapping[str, BaseModel]  # name -> validated config of its kind
+    delivery: Mapping[str, DeliverySettings]  # name -> fallback and give_up_after
 
     def labels_for(self, number: str) -> dict[str, str]:
         """The line's labels over the `"*"` defaults."""

@@ -31,12 +31,13 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import parse_duration
+from ..durations import parse_duration
 from .errors import custom_error, describe
 
 __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_STORAGE",
+    "DeliverySettings",
     "Duration",
     "Labels",
     "Lines",
@@ -277,6 +278,23 @@ class PollSettings(_Strict):
         if value <= 0:
             raise custom_error("must be more than 0")
         return value
+
+
+class DeliverySettings(_Strict):
+    """How the outbox treats one notifier, whatever its kind."""
+
+    fallback: str | None = None  # another notifier to use when this one keeps failing
+    give_up_after: Duration = 600.0  # how long to keep failing before the fallback
+
+    @field_validator("give_up_after")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise custom_error("must be longer than 0")
+        return value
+
+
+DELIVERY_KEYS = frozenset(DeliverySettings.model_fields)
 
 
 class LogSettings(_Strict):

@@ -88,6 +88,10 @@ class Store(Protocol):
         ...
 
     # outbox
+    async def enqueue(self, jobs: Sequence[tuple[str, Notification]], now: float) -> None:
+        """Add jobs outside an evaluation (a fallback, a test notification)."""
+        ...
+
     async def next_job(self, notifier: str, now: float) -> Job | None:
         """The oldest due job whose incident has no earlier job still pending."""
         ...

@@ -304,16 +304,12 @@ class SQLiteStore:
                     for i in evaluation.incidents
                 ],
             )
-            db.executemany(
-                "INSERT INTO outbox (notifier, incident_key, notification, created_at, due_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (notifier, n.incident_key, json.dumps(n.to_json()), now, now)
-                    for notifier, n in evaluation.notifications
-                ],
-            )
+            _insert_jobs(db, evaluation.notifications, now)
 
         await self._run(self._tx(work))
+
+    async def enqueue(self, jobs: Sequence[tuple[str, Notification]], now: float) -> None:
+        await self._run(self._tx(lambda db: _insert_jobs(db, jobs, now)))
 
     async def alert_counts(self) -> Mapping[str, int]:
         rows = await self._run(
@@ -403,6 +399,16 @@ class SQLiteStore:
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         await self._run(self._tx(lambda db: db.execute(sql, args)))
+
+
+def _insert_jobs(
+    db: sqlite3.Connection, jobs: Sequence[tuple[str, Notification]], now: float
+) -> None:
+    db.executemany(
+        "INSERT INTO outbox (notifier, incident_key, notification, created_at, due_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(notifier, n.incident_key, json.dumps(n.to_json()), now, now) for notifier, n in jobs],
+    )
 
 
 def _line(row: sqlite3.Row) -> LineState:
