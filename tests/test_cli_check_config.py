@@ -11,17 +11,9 @@ import pytest
 
 from linqwatch import __version__
 from linqwatch.cli import main
+from tests.examples import EXAMPLE, EXAMPLE_ENV
+from tests.examples import EXAMPLE_SUMMARY as SUMMARY
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.yaml"
-EXAMPLE_ENV = {
-    "LINQ_API_KEY": "linq-key-0000-very-secret",
-    "LINQ_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    "SLACK_BOT_TOKEN": "xoxb-bot-token-very-secret",
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/very-secret",
-}
-SUMMARY = (
-    "2 lines, 2 rules, 3 notifiers (ops-slack: slack, ops-slack-hook: slack, terminal: console)"
-)
 BROKEN = """\
 linq:
   api_key: ${LINQ_API_KEY}

@@ -21,15 +21,8 @@ from linqwatch.config import (
 )
 from linqwatch.notifiers import REGISTRY
 from linqwatch.rules import Matcher, Rule
+from tests.examples import EXAMPLE, EXAMPLE_ENV, EXAMPLE_SUMMARY, SECRET
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.yaml"
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-EXAMPLE_ENV = {
-    "LINQ_API_KEY": "linq-key-0000-very-secret",
-    "LINQ_WEBHOOK_SECRET": SECRET,
-    "SLACK_BOT_TOKEN": "xoxb-bot-token-very-secret",
-    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/very-secret",
-}
 BASE = """
 linq:
   api_key: k
@@ -195,9 +188,7 @@ def test_summary() -> None:
 
 def test_the_example_config_validates() -> None:
     config = load_config(EXAMPLE, env=EXAMPLE_ENV)
-    assert config.summary() == (
-        "2 lines, 2 rules, 3 notifiers (ops-slack: slack, ops-slack-hook: slack, terminal: console)"
-    )
+    assert config.summary() == EXAMPLE_SUMMARY
     assert config.name_for("+12025551234") == "Growth outbound 1"
 
 
@@ -215,8 +206,12 @@ def test_example_without_environment_names_every_variable() -> None:
     assert caught.value.errors == [
         "linq.api_key: environment variable LINQ_API_KEY is not set",
         "linq.webhook_secrets[0]: environment variable LINQ_WEBHOOK_SECRET is not set",
+        "notifiers.oncall.routing_key: environment variable PAGERDUTY_ROUTING_KEY is not set",
         "notifiers.ops-slack.token: environment variable SLACK_BOT_TOKEN is not set",
         "notifiers.ops-slack-hook.webhook_url: environment variable SLACK_WEBHOOK_URL is not set",
+        "notifiers.ops-mail.password: environment variable SMTP_PASSWORD is not set",
+        "notifiers.sender.secret: environment variable PAUSE_HOOK_SECRET is not set",
+        "notifiers.sender.headers.Authorization: environment variable SENDER_TOKEN is not set",
     ]
 
 
@@ -271,8 +266,9 @@ CASES = [
     (
         K + "notifiers:\n  oncall: {type: pagerdutyy, routing_key: x}\n  x: {}\n",
         [
-            'notifiers.oncall.type: unknown notifier type "pagerdutyy" (known: console, slack)',
-            "notifiers.x.type: required (known: console, slack)",
+            'notifiers.oncall.type: unknown notifier type "pagerdutyy"'
+            " (known: console, email, pagerduty, slack, webhook)",
+            "notifiers.x.type: required (known: console, email, pagerduty, slack, webhook)",
         ],
     ),
     (
@@ -429,7 +425,7 @@ def test_rules_that_could_never_fire() -> None:
     )
     assert problems(text) == [
         'rules[0].when.status[0]: "flagged" would never match: Linq reports it as "FLAGGED"',
-        "rules[1].when: needs status or health (or both)",
+        "rules[1].when: needs status or health (or both), or meta",
         "rules[2].when.labels: no line in lines has env=prod, so this rule could never fire",
         "rules[3].when.labels: no line in lines has env=production, so this rule could never fire",
     ]
@@ -470,7 +466,8 @@ def test_every_problem_at_once() -> None:
         "linq.api_kye: unknown key",
         'poll.interval: invalid duration "5 minutes" (use e.g. 30s, 5m, 4h, 7d)',
         'lines."12025551234": not an E.164 number (like +12025551234)',
-        'notifiers.oncall.type: unknown notifier type "pagerdutyy" (known: console, slack)',
+        'notifiers.oncall.type: unknown notifier type "pagerdutyy"'
+        " (known: console, email, pagerduty, slack, webhook)",
         'rules[0].notify[0]: undefined notifier "pagr"',
         'rules[0].repeat: invalid duration "often" (use e.g. 30s, 5m, 4h, 7d)',
     ]

@@ -56,3 +56,18 @@ def test_bad_give_up_after() -> None:
         'notifiers.a.give_up_after: invalid duration "soon" (use e.g. 30s, 5m, 4h, 7d)'
     ]
     assert problems(", give_up_after: 0") == ["notifiers.a.give_up_after: must be longer than 0"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "linq: {api_key: 987654321}\n",
+        "linq: {api_key: k, webhook_secrets: [987654321]}\n",
+        "poll: {interval: 0}\nnotifiers: {s: {type: slack, token: 987654321, channel: '#a'}}\n",
+    ],
+)
+def test_a_secret_of_the_wrong_type_is_not_echoed(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert "987654321" not in str(caught.value)
+    assert "got a number" in str(caught.value)

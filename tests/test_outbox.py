@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,29 @@ async def test_without_a_fallback_retries_go_on(store: SQLiteStore) -> None:
         await outbox.deliver_due()
         clock.advance(60)
     assert down.attempts == 60 and await store.outbox_depth() == {"down": 1}
+
+
+async def test_the_rest_of_an_incident_follows_its_fire_to_the_fallback(
+    store: SQLiteStore,
+) -> None:
+    clock = FakeClock()
+    broken = ScriptedNotifier(DeliveryError(Reason.BAD_REQUEST, "400", retryable=False))
+    mail = RecordingNotifier("mail")
+    delivery = {"pd": DeliverySettings(fallback="mail")}
+    outbox = Outbox(store, {"pd": broken, "mail": mail}, clock, Metrics(), delivery=delivery)
+    await enqueue(store, clock, ("pd", "k"))
+    await outbox.deliver_due()
+    await outbox.deliver_due()
+    resolve = replace(note("k", clock.now()), event=Event.RESOLVED)
+    await store.enqueue([("pd", resolve)], clock.now())
+    await outbox.deliver_due()
+    await outbox.deliver_due()
+    assert [(n.event, n.extra["fallback_for"]) for n in mail.sent] == [
+        (Event.FIRED, "pd"),
+        (Event.RESOLVED, "pd"),
+    ]
+    assert broken.attempts == 1  # the resolve never went to the broken notifier
+    # another incident still tries pd first
+    await enqueue(store, clock, ("pd", "k2"))
+    await outbox.deliver_due()
+    assert broken.attempts == 2

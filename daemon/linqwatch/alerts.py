@@ -75,8 +75,12 @@ def evaluate(
     alerts: Mapping[str, AlertState],
     incidents: Mapping[str, Incident],
     now: float,
+    extra: Mapping[str, object] | None = None,
 ) -> Evaluation:
-    """Decide what one line's alerts and incidents become at `now`."""
+    """Decide what one line's alerts and incidents become at `now`.
+
+    `extra` is added to every notification (self-monitoring puts its detail there).
+    """
     new_alerts: dict[str, AlertState] = {}
     fired: list[str] = []
     for rule in rules:
@@ -113,18 +117,18 @@ def evaluate(
             )
             new_incidents.append(incident)
             notifications.append(
-                (notifier, _notification(Event.FIRED, incident, line, labels, now))
+                (notifier, _notification(Event.FIRED, incident, line, labels, now, extra))
             )
         elif covering and incident is not None:
             if incident.repeat > 0 and now - incident.last_sent_at >= incident.repeat:
                 incident = replace(incident, last_sent_at=now)
                 notifications.append(
-                    (notifier, _notification(Event.REPEAT, incident, line, labels, now))
+                    (notifier, _notification(Event.REPEAT, incident, line, labels, now, extra))
                 )
             new_incidents.append(incident)
         elif incident is not None and incident.send_resolved:
             notifications.append(
-                (notifier, _notification(Event.RESOLVED, incident, line, labels, now))
+                (notifier, _notification(Event.RESOLVED, incident, line, labels, now, extra))
             )
 
     return Evaluation(
@@ -142,7 +146,12 @@ def _lead_rule(covering: Sequence[Rule], line: LineState) -> Rule:
 
 
 def _notification(
-    event: Event, incident: Incident, line: LineState, labels: Mapping[str, str], now: float
+    event: Event,
+    incident: Incident,
+    line: LineState,
+    labels: Mapping[str, str],
+    now: float,
+    extra: Mapping[str, object] | None,
 ) -> Notification:
     own_labels = {k: v for k, v in labels.items() if k != "name"}
     return Notification(
@@ -161,5 +170,5 @@ def _notification(
         since=line.since,
         at=now,
         note=RELEASED_NOTE if event is Event.RESOLVED and not line.present else None,
-        extra={"opened_at": incident.opened_at},
+        extra={**(extra or {}), "opened_at": incident.opened_at},
     )

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported here: check-config must work without the daemon's imports.
         from .daemon import run_daemon
 
-        return run_daemon(config)
+        return run_daemon(config, config_path=args.config)
     if args.command == "test-notify":
         config = _load(args.config)
         if config is None:

@@ -8,12 +8,12 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from .clock import from_ts
 from .config import Config
 from .listener import MAX_BODY, WebhookListener
 from .metrics import Metrics
 from .model import LineState
 from .store import StorageError, Store
+from .texts import format_time
 
 __all__ = ["build_app", "line_json"]
 
@@ -30,7 +30,7 @@ def line_json(line: LineState, config: Config) -> dict[str, Any]:
         "labels": labels,
         "status": line.status,
         "health": line.health,
-        "since": from_ts(line.since).isoformat().replace("+00:00", "Z"),
+        "since": format_time(line.since),
         "source": line.source.value,
         "sendable": line.sendable,
         "released": not line.present,

@@ -9,6 +9,7 @@ it cannot be stored, so that Linq retries.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 
@@ -31,14 +32,40 @@ log = structlog.get_logger("linqwatch.webhooks")
 
 class WebhookListener:
     def __init__(self, secrets: Sequence[SecretStr], pipeline: Pipeline, metrics: Metrics) -> None:
-        self._verifiers = [Webhook(s.get_secret_value()) for s in secrets]
+        self.set_secrets(secrets)
         self.pipeline = pipeline
+        self.watch = pipeline.watch
         self.metrics = metrics
         self.accepting = True
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def set_secrets(self, secrets: Sequence[SecretStr]) -> None:
+        self._verifiers = [Webhook(s.get_secret_value()) for s in secrets]
+
+    async def stop_accepting(self, within: float) -> bool:
+        """Answer 503 from now on; wait for those in flight. False if some did not finish."""
+        self.accepting = False
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self.accepting:
             return self._answer(503, "shutting_down", "linqwatch is shutting down; retry later")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._handle(request)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return self._answer(413, "too_large", "body larger than 1 MiB")
         try:
@@ -51,6 +78,7 @@ class WebhookListener:
         headers = {k.lower(): v for k, v in request.headers.items()}
         problem = self._verify(body, headers)
         if problem is not None:
+            self.watch.auth_failed(self.pipeline.clock.now())
             return self._answer(401, "bad_signature", problem)
         event_id = headers["webhook-id"]
 

@@ -62,6 +62,21 @@ class Metrics:
             "linqwatch_outbox_depth", "Notifications waiting to be sent", ["notifier"], registry=r
         )
 
+        self.reloads = Counter(
+            "linqwatch_config_reloads", "Config reloads by result", ["result"], registry=r
+        )
+        self.reload_ok = Gauge(
+            "linqwatch_config_last_reload_successful",
+            "1 if the last config reload succeeded (or none was tried), 0 if it was refused",
+            registry=r,
+        )
+        self.reload_ok.set(1)
+        self.reload_time = Gauge(
+            "linqwatch_config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded",
+            registry=r,
+        )
+
     def refresh(
         self,
         *,

@@ -63,8 +63,13 @@ class Outbox:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self.send_timeout = send_timeout
-        self._wake = {name: asyncio.Event() for name in self.notifiers}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._stop: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._busy: set[str] = set()
+        # name -> when its current run of failures began; and when it last gave up.
+        self.failing_since: dict[str, float] = {}
+        self.gave_up_at: dict[str, float] = {}
 
     def wake(self) -> None:
         for event in self._wake.values():
@@ -74,14 +79,63 @@ class Outbox:
     def busy(self) -> bool:
         return bool(self._busy)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run every notifier's worker until `stop` is set."""
-        async with asyncio.TaskGroup() as group:
-            for name in self.notifiers:
-                group.create_task(self._worker(name, stop), name=f"outbox:{name}")
+    def start(self) -> None:
+        """One worker per notifier, running until `stop()`."""
+        for name in self.notifiers:
+            self._start_worker(name)
 
-    async def _worker(self, name: str, stop: asyncio.Event) -> None:
-        wake = self._wake[name]
+    def _start_worker(self, name: str) -> None:
+        self._wake[name] = asyncio.Event()
+        self._stop[name] = asyncio.Event()
+        self._tasks[name] = asyncio.create_task(self._worker(name), name=f"outbox:{name}")
+
+    async def update(
+        self, notifiers: Mapping[str, Notifier], delivery: Mapping[str, DeliverySettings]
+    ) -> None:
+        """Swap in a reloaded set of notifiers without losing a queued job."""
+        gone = [name for name in self._tasks if name not in notifiers]
+        self.notifiers = dict(notifiers)
+        self.delivery = dict(delivery)
+        await self._stop_workers(gone, within=self.send_timeout)
+        for name in self.notifiers:
+            if name not in self._tasks:
+                self._start_worker(name)
+        self.wake()
+
+    async def drain(self, within: float) -> int:
+        """Keep sending, up to `within` seconds, while anything is due; return what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while (left := await self._due_count()) or self.busy:
+            if loop.time() >= deadline:
+                return left
+            self.wake()
+            await asyncio.sleep(0.05)
+        return 0
+
+    async def _due_count(self) -> int:
+        now = self.clock.now()
+        return sum([await self.store.next_job(n, now) is not None for n in self.notifiers])
+
+    async def stop(self, within: float = 5.0) -> None:
+        await self._stop_workers(list(self._tasks), within=within)
+
+    async def _stop_workers(self, names: list[str], *, within: float) -> None:
+        for name in names:
+            self._stop[name].set()
+        tasks = [self._tasks.pop(name) for name in names]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for name in names:
+            self._wake.pop(name, None)
+            self._stop.pop(name, None)
+
+    async def _worker(self, name: str) -> None:
+        wake, stop = self._wake[name], self._stop[name]
         while not stop.is_set():
             wake.clear()
             try:
@@ -134,6 +188,16 @@ class Outbox:
             )
             log.warning("notification dropped: notifier no longer configured", **fields)
             return
+        fallback = await self.store.handed_to(job.notifier, n.incident_key)
+        if fallback is not None:
+            # The incident's first message went to the fallback: the rest follows
+            # it there, so that channel hears the incident open and resolve.
+            reason = f"{job.notifier} gave up on this incident earlier"
+            await self._hand_over(job, fallback, reason)
+            log.info(
+                "notification follows its incident to the fallback", fallback=fallback, **fields
+            )
+            return
         try:
             receipts = await self.store.receipts(job.notifier, n.incident_key)
             async with asyncio.timeout(self.send_timeout):
@@ -152,18 +216,24 @@ class Outbox:
             await self._failed(job, error, fields)
             return
         await self.store.job_delivered(job.id, receipt, self.clock.now())
+        self.failing_since.pop(job.notifier, None)
+        self.gave_up_at.pop(job.notifier, None)
         self.metrics.notifications.labels(notifier=job.notifier, result="sent", reason="").inc()
         log.info("notification sent", **fields)
 
     async def _failed(self, job: Job, exc: DeliveryError, fields: dict[str, object]) -> None:
         now = self.clock.now()
+        self.failing_since.setdefault(job.notifier, now)
         settings = self.delivery.get(job.notifier)
         failing_since = job.first_failed_at if job.first_failed_at is not None else now
-        if settings is not None and settings.fallback is not None:
-            # A permanent failure will not heal by waiting: hand over at once.
-            if not exc.retryable or now - failing_since >= settings.give_up_after:
-                await self._give_up(job, exc, settings.fallback, now - failing_since, fields)
-                return
+        # A permanent failure will not heal by waiting: hand over at once.
+        if (
+            settings is not None
+            and settings.fallback is not None
+            and (not exc.retryable or now - failing_since >= settings.give_up_after)
+        ):
+            await self._give_up(job, exc, settings.fallback, now - failing_since, fields)
+            return
         if exc.retryable:
             delay = self.backoff.delay(job.attempts + 1)
             if exc.retry_after is not None:
@@ -179,6 +249,7 @@ class Outbox:
             )
         else:
             await self.store.job_failed(job.id, error=str(exc), now=now)
+            self.gave_up_at[job.notifier] = now
             result = "failed"
             log.error(
                 "notification failed permanently", reason=exc.reason.value, error=str(exc), **fields
@@ -186,6 +257,16 @@ class Outbox:
         self.metrics.notifications.labels(
             notifier=job.notifier, result=result, reason=exc.reason.value
         ).inc()
+
+    async def _hand_over(self, job: Job, fallback: str, why: str) -> None:
+        now = self.clock.now()
+        n = job.notification
+        handed = replace(n, extra={**n.extra, "fallback_for": job.notifier, "fallback_reason": why})
+        await self.store.job_failed(
+            job.id, error=f"handed to {fallback}: {why}", now=now, handed_to=fallback
+        )
+        await self.store.enqueue([(fallback, handed)], now)
+        self.wake()
 
     async def _give_up(
         self,
@@ -196,16 +277,11 @@ class Outbox:
         fields: dict[str, object],
     ) -> None:
         """Stop trying this notifier for this job; send it through the fallback once."""
-        now = self.clock.now()
-        n = job.notification
         why = f"{job.notifier} failed for {format_duration(round(failing_for))}: {exc}"
         if not exc.retryable:
             why = f"{job.notifier} refused it: {exc}"
-        handed = replace(
-            n, extra={**n.extra, "fallback_for": job.notifier, "fallback_reason": why}
-        )
-        await self.store.job_failed(job.id, error=f"gave up: {exc}", now=now)
-        await self.store.enqueue([(fallback, handed)], now)
+        await self._hand_over(job, fallback, why)
+        self.gave_up_at[job.notifier] = self.clock.now()
         self.metrics.notifications.labels(
             notifier=job.notifier, result="gave_up", reason=exc.reason.value
         ).inc()
@@ -217,4 +293,3 @@ class Outbox:
             error=str(exc),
             **fields,
         )
-        self.wake()

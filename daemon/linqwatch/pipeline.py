@@ -21,7 +21,8 @@ from .clock import Clock
 from .config import Config
 from .linestate import Outcome, Transition
 from .metrics import Metrics
-from .model import Observation, ObservationKind, Source
+from .model import LineState, Observation, ObservationKind, Source
+from .selfmon import FIRING, OK, MetaSignal, SelfWatch
 from .store import Store
 
 __all__ = ["Pipeline"]
@@ -37,7 +38,9 @@ class Pipeline:
         clock: Clock,
         metrics: Metrics,
         on_notifications: Callable[[], None] = lambda: None,
+        watch: SelfWatch | None = None,
     ) -> None:
+        self.watch = watch or SelfWatch()
         self.store = store
         self.config = config
         self.clock = clock
@@ -54,6 +57,15 @@ class Pipeline:
         if transition.changed and transition.after is not None:
             after = transition.after
             self.metrics.transitions.labels(source=obs.source.value).inc()
+            before = transition.before
+            if (
+                obs.source is Source.POLL
+                and before is not None
+                and (before.status, before.present) != (after.status, after.present)
+                and self.config.linq.webhook_secrets
+            ):
+                # A change the poller found first: its webhook is late or lost.
+                self.watch.missed_webhook(now, obs.number)
             log.info(
                 "line transition",
                 number=obs.number,
@@ -94,14 +106,42 @@ class Pipeline:
             line = await self.store.line(number)
             if line is None:
                 return
-            alerts, incidents = await self.store.alert_state(number)
-            now = self.clock.now()
-            result = evaluate(
-                line, self.config.labels_for(number), self.config.rules, alerts, incidents, now
+            await self._decide(line, self.config.labels_for(number))
+
+    async def evaluate_meta(self, signals: Iterable[MetaSignal]) -> None:
+        """Self-monitoring subjects, as pseudo-lines through the same rules."""
+        with_alerts = set(await self.store.numbers_with_alerts())
+        now = self.clock.now()
+        for signal in signals:
+            if not signal.active and signal.subject not in with_alerts:
+                continue
+            line = LineState(
+                number=signal.subject,
+                status=FIRING if signal.active else OK,
+                health=None,
+                doc_url=None,
+                since=signal.since,
+                changed_at=signal.since,
+                source=Source.POLL,
+                received_at=now,
             )
-            if not result.differs_from(alerts, incidents):
-                return
-            await self.store.commit_evaluation(number, result, now)
+            labels = {"name": f"linqwatch {signal.kind.value}", "meta": signal.kind.value}
+            labels.update(signal.labels)
+            async with self._lock:
+                await self._decide(
+                    line, labels, {"meta": signal.kind.value, "detail": signal.detail}
+                )
+
+    async def _decide(
+        self, line: LineState, labels: dict[str, str], extra: dict[str, object] | None = None
+    ) -> None:
+        number = line.number
+        alerts, incidents = await self.store.alert_state(number)
+        now = self.clock.now()
+        result = evaluate(line, labels, self.config.rules, alerts, incidents, now, extra)
+        if not result.differs_from(alerts, incidents):
+            return
+        await self.store.commit_evaluation(number, result, now)
         for rule in result.fired:
             log.info("alert fired", number=number, rule=rule, status=line.status)
         for rule in result.resolved:

@@ -113,6 +113,7 @@ class Poller:
         try:
             result = await self.poll_once()
         except PollError as exc:
+            self.pipeline.watch.poll_failed(self.clock.now(), str(exc))
             self.failures += 1
             self.metrics.polls.labels(result="error").inc()
             backoff = min(self.interval, 2.0 * 2 ** (self.failures - 1))
@@ -125,6 +126,7 @@ class Poller:
             )
             return delay
         self.failures = 0
+        self.pipeline.watch.poll_succeeded()
         self.metrics.polls.labels(result="ok").inc()
         self.metrics.poll_duration.observe(result.duration)
         self.metrics.last_poll_success.set(self.clock.now())

@@ -6,7 +6,17 @@ from dataclasses import dataclass
 
 from .model import FLAGGED, LineState
 
-__all__ = ["Matcher", "Rule"]
+__all__ = ["META_PREFIX", "Matcher", "Rule", "meta_kind"]
+
+META_PREFIX = "linqwatch:"  # pseudo-lines for self-monitoring (see selfmon.py)
+META_FIRING = "FIRING"
+
+
+def meta_kind(number: str) -> str | None:
+    """`poller_failing` for `linqwatch:poller_failing`; None for a real line."""
+    if not number.startswith(META_PREFIX):
+        return None
+    return number[len(META_PREFIX) :].split(":", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +31,16 @@ class Matcher:
     health: frozenset[str] = frozenset()
     labels: tuple[tuple[str, str], ...] = ()
     numbers: frozenset[str] = frozenset()
+    meta: frozenset[str] = frozenset()  # self-monitoring kinds; never matches a line
 
     def matches(self, line: LineState, labels: dict[str, str]) -> bool:
+        kind = meta_kind(line.number)
+        if kind is not None or self.meta:
+            return (
+                kind in self.meta
+                and line.status == META_FIRING
+                and all(labels.get(k) == v for k, v in self.labels)
+            )
         if not line.present:
             return False
         if self.status and line.status not in self.status:

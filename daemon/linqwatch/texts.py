@@ -18,10 +18,10 @@ from .model import FLAGGED, Event, Notification
 __all__ = [
     "SUMMARY_LIMIT",
     "fact_rows",
+    "fallback_note",
     "format_duration",
     "format_number",
     "format_time",
-    "fallback_note",
     "headline",
     "line_title",
     "short_status",

@@ -48,14 +48,9 @@ __all__ = [
 
 ROUTING_KEY = "R0standin0routing0key00000secret"  # 32 characters, like a real one
 
-# The schema as published. A copy vendored next to this module wins, so the
-# suite also runs where the shared folder is not mounted.
-_VENDORED = Path(__file__).with_name("pagerduty-events-v2.openapi.json")
-SCHEMA_PATH = (
-    _VENDORED
-    if _VENDORED.exists()
-    else Path("/work/shared/schemas/pagerduty-events-v2.openapi.json")
-)
+# PagerDuty's published schema, vendored beside this module (from the team's
+# shared/schemas) so that the suite depends on nothing outside the repository.
+SCHEMA_PATH = Path(__file__).with_name("pagerduty-events-v2.openapi.json")
 _DOC_URI = "urn:pagerduty:events-v2:openapi"
 _REQUEST_POINTER = "/paths/~1enqueue/post/requestBody/content/application~1json/schema"
 
@@ -63,9 +58,7 @@ _REQUEST_POINTER = "/paths/~1enqueue/post/requestBody/content/application~1json/
 SUMMARY_LIMIT = 1024
 DEDUP_KEY_LIMIT = 255
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _is_date_time(value: object) -> bool:
@@ -156,8 +149,9 @@ class PagerDutyIncident:
 @dataclass(frozen=True, slots=True)
 class _Failure:
     status: int
-    retry_after: float | None
+    retry_after: float | str | None
     body: dict[str, Any] | str | None
+    headers: dict[str, str]
 
 
 class PagerDutyStandIn:
@@ -201,15 +195,19 @@ class PagerDutyStandIn:
     def fail_next(
         self,
         status: int,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
         body: dict[str, Any] | str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer the next request with `status` (queued: call twice for two).
 
+        `retry_after` is seconds, or a str sent as it is (an HTTP date).
         `body` is sent as JSON when a dict, as text/html when a str; by default
-        PagerDuty's own body for the status.
+        PagerDuty's own body for the status. `headers` adds any others
+        (a `Location` for a redirect).
         """
-        self._failures.append(_Failure(status, retry_after, body))
+        self._failures.append(_Failure(status, retry_after, body, dict(headers or {})))
 
     def stall_next(self, seconds: float = 30.0) -> None:
         """Answer the next request only after `seconds` (or at stop())."""
@@ -299,7 +297,11 @@ _DEFAULT_BODIES: dict[int, dict[str, Any]] = {
 
 
 def _failure_response(failure: _Failure) -> web.Response:
-    headers = {} if failure.retry_after is None else {"Retry-After": f"{failure.retry_after:g}"}
+    headers = dict(failure.headers)
+    if isinstance(failure.retry_after, str):
+        headers["Retry-After"] = failure.retry_after
+    elif failure.retry_after is not None:
+        headers["Retry-After"] = f"{failure.retry_after:g}"
     body = failure.body
     if body is None:
         body = _DEFAULT_BODIES.get(failure.status)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ PATH = "/hook"
 @dataclass(frozen=True, slots=True)
 class _Failure:
     status: int
-    retry_after: str | None
+    headers: dict[str, str]
     body: str
 
 
@@ -72,14 +73,21 @@ class WebhookSink:
         return f"http://127.0.0.1:{self._port}{PATH}"
 
     def fail_next(
-        self, status: int, retry_after: float | str | None = None, body: str = "failing on request"
+        self,
+        status: int,
+        retry_after: float | str | None = None,
+        body: str = "failing on request",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Answer the next request with `status` (queued: call twice for two).
 
-        `retry_after` is sent as given: seconds, or an HTTP-date string.
+        `retry_after` is sent as given: seconds, or an HTTP-date string;
+        `headers` are added to the answer (a `Location` for a redirect).
         """
-        shown = None if retry_after is None else str(retry_after)
-        self._failures.append(_Failure(status, shown, body))
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = str(retry_after)
+        self._failures.append(_Failure(status, extra, body))
 
     def stall_next(self, seconds: float = 30.0) -> None:
         """Answer the next request only after `seconds` (or at stop())."""
@@ -106,8 +114,7 @@ class WebhookSink:
                 await asyncio.wait_for(self._released.wait(), seconds)
         if self._failures:
             failure = self._failures.popleft()
-            extra = {"Retry-After": failure.retry_after} if failure.retry_after else {}
-            return web.Response(status=failure.status, text=failure.body, headers=extra)
+            return web.Response(status=failure.status, text=failure.body, headers=failure.headers)
         if self._verifier is not None:
             try:
                 self._verifier.verify(body, headers)

@@ -94,10 +94,34 @@ def _choices(expected: str) -> str:
     return ", ".join(found) if found else expected
 
 
-def _human(error: ErrorDetails) -> str:
+# Keys whose values are secrets wherever they appear: a problem with one names
+# the kind of value it got, never the value.
+SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "webhook_secrets",
+        "token",
+        "webhook_url",
+        "routing_key",
+        "password",
+        "secret",
+        "headers",
+    }
+)
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return describe(value) if not isinstance(value, str) else "a string"
+
+
+def _human(error: ErrorDetails, *, secret: bool = False) -> str:
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    got = describe(error.get("input"))
+    got = _kind_of(error.get("input")) if secret else describe(error.get("input"))
     if kind == "missing":
         return "required"
     if kind == "extra_forbidden":
@@ -142,4 +166,9 @@ _EXPECTED = {
 
 
 def problems_from(error: ValidationError, prefix: Loc = ()) -> list[Problem]:
-    return [Problem(prefix + tuple(e["loc"]), _human(e)) for e in error.errors(include_url=False)]
+    problems = []
+    for e in error.errors(include_url=False):
+        loc = prefix + tuple(e["loc"])
+        secret = any(part in SECRET_KEYS for part in loc if isinstance(part, str))
+        problems.append(Problem(loc, _human(e, secret=secret)))
+    return problems

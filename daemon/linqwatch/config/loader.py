@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ..durations import format_duration
 from ..notifiers import REGISTRY
 from ..rules import Matcher, Rule
+from ..selfmon import MetaSettings
 from .errors import ConfigError, Loc, Problem, describe, problems_from
 from .runtime import Config
 from .schema import (
@@ -34,6 +35,7 @@ from .schema import (
     PollSettings,
     Retention,
     RuleSettings,
+    SelfMonitoringSettings,
     StoragePath,
 )
 from .source import Expanded, interpolate, read_yaml
@@ -49,6 +51,7 @@ _PARTS: dict[str, tuple[TypeAdapter[Any], object]] = {
     "webhook_id_retention": (TypeAdapter(Retention), "24h"),
     "shutdown_grace": (TypeAdapter(Duration), "10s"),
     "log": (TypeAdapter(LogSettings), {}),
+    "self_monitoring": (TypeAdapter(SelfMonitoringSettings), {}),
     "lines": (TypeAdapter(Lines), {}),
 }
 _ENTRY_PARTS = ("notifiers", "rules")  # validated entry by entry
@@ -206,7 +209,7 @@ def _cross_check(parts: _Parts, tree: dict[Any, Any]) -> list[Problem]:
     lines: Mapping[str, Mapping[str, str]] | None = parts.values.get("lines")
     if lines is not None:
         for index, rule in enumerate(parts.rules):
-            if rule is not None and not _can_match(rule, lines):
+            if rule is not None and rule.when.meta is None and not _can_match(rule, lines):
                 wanted = ", ".join(f"{k}={v}" for k, v in rule.when.labels.items())
                 reason = f"no line in lines has {wanted}, so this rule could never fire"
                 problems.append(Problem(("rules", index, "when", "labels"), reason))
@@ -295,6 +298,17 @@ def _compile(parts: _Parts) -> Config:
         rules=tuple(_rule(r) for r in parts.rules if r is not None),
         notifiers=MappingProxyType(dict(parts.notifiers)),
         delivery=MappingProxyType(dict(parts.delivery)),
+        self_monitoring=_meta_settings(values["self_monitoring"]),
+    )
+
+
+def _meta_settings(s: SelfMonitoringSettings) -> MetaSettings:
+    return MetaSettings(
+        poller_failing_after=s.poller_failing_after,
+        webhook_auth_failures=s.webhook_auth_failures,
+        webhook_auth_window=s.webhook_auth_window,
+        webhooks_silent_after=s.webhooks_silent_after,
+        webhooks_silent_window=s.webhooks_silent_window,
     )
 
 
@@ -307,6 +321,7 @@ def _rule(settings: RuleSettings) -> Rule:
             health=frozenset(when.health),
             labels=tuple(sorted(when.labels.items())),
             numbers=frozenset(when.numbers),
+            meta=frozenset([when.meta] if when.meta else []),
         ),
         notify=settings.notify,
         severity=settings.severity,

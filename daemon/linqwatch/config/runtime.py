@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ..rules import Rule
+from ..selfmon import MetaSettings
 from .schema import DeliverySettings, LinqSettings
 
 __all__ = ["Config", "DeliverySettings", "LinqSettings"]
@@ -33,6 +34,7 @@ class Config:
     rules: tuple[Rule, ...]
     notifiers: Mapping[str, BaseModel]  # name -> validated config of its kind
     delivery: Mapping[str, DeliverySettings]  # name -> fallback and give_up_after
+    self_monitoring: MetaSettings
 
     def labels_for(self, number: str) -> dict[str, str]:
         """The line's labels over the `"*"` defaults."""

@@ -47,6 +47,7 @@ __all__ = [
     "PollSettings",
     "Retention",
     "RuleSettings",
+    "SelfMonitoringSettings",
     "StoragePath",
     "WhenSettings",
     "is_e164",
@@ -302,7 +303,23 @@ class LogSettings(_Strict):
     format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
 
 
+class SelfMonitoringSettings(_Strict):
+    """Thresholds of the `meta` conditions rules can watch (see selfmon.py)."""
+
+    poller_failing_after: Duration = 300.0
+    webhook_auth_failures: Annotated[int, Field(ge=1)] = 5
+    webhook_auth_window: Duration = 300.0
+    webhooks_silent_after: Annotated[int, Field(ge=1)] = 3
+    webhooks_silent_window: Duration = 3600.0
+
+
+MetaKindName = Literal[
+    "poller_failing", "webhook_auth_failing", "webhooks_silent", "notifier_failing"
+]
+
+
 class WhenSettings(_Strict):
+    meta: MetaKindName | None = None
     status: _StateValues = ()
     health: _StateValues = ()
     labels: Labels = Field(default_factory=dict)
@@ -316,8 +333,12 @@ class WhenSettings(_Strict):
     def _some_state(self) -> WhenSettings:
         # Labels and numbers alone hold for a line all the time: such a rule
         # would fire for every line at start and never resolve.
+        if self.meta is not None:
+            if self.status or self.health or self.numbers:
+                raise custom_error("meta watches linqwatch itself: no status, health or numbers")
+            return self
         if not self.status and not self.health:
-            raise custom_error("needs status or health (or both)")
+            raise custom_error("needs status or health (or both), or meta")
         return self
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from . import console, slack
+from . import console, email, pagerduty, slack, webhook
 from .base import (
     DeliveryError,
     Notifier,
@@ -34,7 +34,10 @@ __all__ = [
 
 REGISTRY: dict[str, NotifierKind] = {
     "console": console.KIND,
+    "email": email.KIND,
+    "pagerduty": pagerduty.KIND,
     "slack": slack.KIND,
+    "webhook": webhook.KIND,
 }
 
 

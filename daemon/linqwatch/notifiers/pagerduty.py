@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -38,15 +38,15 @@ __all__ = [
     "build_event",
     "build_links",
     "build_payload",
+    "build_test_summary",
     "create",
     "dedup_key",
     "pagerduty_severity",
-    "test_summary",
 ]
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 DEDUP_KEY_LIMIT = 255  # PagerDuty refuses a longer dedup_key
-CLIENT = "linqwatch"
+_CLIENT = "linqwatch"
 
 _SEVERITIES = frozenset({"critical", "error", "warning", "info"})
 _FALLBACK_SEVERITY = "warning"
@@ -58,8 +58,8 @@ _STATUS_PAGE_LINK_TEXT = "linqwatch: this line's status"
 _TEST_RESOLVE_HINT = "Resolve this test alert in PagerDuty; linqwatch will not resolve it."
 
 _ERRORS_SHOWN = 5  # PagerDuty lists one entry per invalid field
-_ERROR_TEXT_LIMIT = 200
-_BODY_TEXT_LIMIT = 120
+_BODY_TEXT_LIMIT = 120  # of a body that is not PagerDuty's JSON (a proxy's page)
+_MESSAGE_LIMIT = 600
 
 
 class PagerDutyConfig(BaseModel):
@@ -124,12 +124,14 @@ def _within_limit(key: str) -> str:
 def dedup_key(n: Notification) -> str:
     """PagerDuty's dedup_key: the incident key, at most DEDUP_KEY_LIMIT bytes.
 
-    A test gets a key of its own, different for every test sent, so it never
-    touches a real alert and never merges into an earlier, unresolved test.
+    A test's key always starts `linqwatch-test/`, so it can never touch a
+    real alert; that every test gets a fresh key (and does not merge into an
+    earlier, unresolved test) is its incident key's doing, as for any incident.
     """
-    if n.event is Event.TEST:
-        return _within_limit(f"{_TEST_KEY_PREFIX}{n.incident_key}/{int(n.at * 1000)}")
-    return _within_limit(n.incident_key)
+    key = n.incident_key
+    if n.event is Event.TEST and not key.startswith(_TEST_KEY_PREFIX):
+        key = _TEST_KEY_PREFIX + key
+    return _within_limit(key)
 
 
 def pagerduty_severity(severity: str) -> str:
@@ -147,7 +149,7 @@ def alert_class(n: Notification) -> str:
     return n.status or "unknown"
 
 
-def test_summary(n: Notification) -> str:
+def build_test_summary(n: Notification) -> str:
     """The test page's summary: texts' test sentence, and who resolves it."""
     return _truncate(f"{texts.summary(n)} {_TEST_RESOLVE_HINT}", texts.SUMMARY_LIMIT)
 
@@ -171,7 +173,10 @@ def build_links(n: Notification, *, status_page_url: str | None = None) -> list[
 def build_custom_details(n: Notification) -> dict[str, Any]:
     """The facts as data, for PagerDuty's details table and event rules."""
     if n.event is Event.TEST:
-        return {"event": n.event.value, "test": True}
+        test: dict[str, Any] = {"event": n.event.value, "test": True}
+        if n.note:
+            test["note"] = n.note
+        return test
     details: dict[str, Any] = {
         "event": n.event.value,
         "number": n.number,
@@ -193,9 +198,10 @@ def build_custom_details(n: Notification) -> dict[str, Any]:
     opened_at = n.extra.get("opened_at")
     if isinstance(opened_at, int | float):
         details["opened_at"] = texts.format_time(opened_at)
-    fallback_for = n.extra.get("fallback_for")
-    if fallback_for:
-        details["fallback_for"] = str(fallback_for)
+    fallback = texts.fallback_note(n)
+    if fallback:
+        details["fallback_for"] = str(n.extra["fallback_for"])
+        details["fallback"] = fallback
     return details
 
 
@@ -206,7 +212,7 @@ def _group(n: Notification) -> str | None:
 def build_payload(n: Notification, config: PagerDutyConfig) -> dict[str, Any]:
     """The event's `payload` object: what PagerDuty shows on the alert."""
     payload: dict[str, Any] = {
-        "summary": test_summary(n) if n.event is Event.TEST else texts.summary(n),
+        "summary": build_test_summary(n) if n.event is Event.TEST else texts.summary(n),
         "source": config.source,
         "severity": pagerduty_severity(n.severity),
         "timestamp": texts.format_time(n.at),
@@ -214,7 +220,8 @@ def build_payload(n: Notification, config: PagerDutyConfig) -> dict[str, Any]:
         "custom_details": build_custom_details(n),
     }
     if n.event is not Event.TEST:
-        payload["component"] = texts.format_number(n.number)
+        if n.number:  # an alert about linqwatch itself may have no line
+            payload["component"] = texts.format_number(n.number)
         group = _group(n)
         if group is not None:
             payload["group"] = group
@@ -227,7 +234,7 @@ def build_event(n: Notification, config: PagerDutyConfig) -> dict[str, Any]:
         "routing_key": config.routing_key.get_secret_value(),
         "event_action": "resolve" if n.event is Event.RESOLVED else "trigger",
         "dedup_key": dedup_key(n),
-        "client": CLIENT,
+        "client": _CLIENT,
         # Sent with a resolve too: PagerDuty keeps it in the alert's log.
         "payload": build_payload(n, config),
     }
@@ -264,7 +271,7 @@ def _describe(status: int, body: str, location: str | None) -> str:
         if isinstance(data.get("message"), str):
             parts.append(data["message"])
         errors = data.get("errors")
-        if isinstance(errors, list):
+        if isinstance(errors, list) and errors:
             shown = [str(e) for e in errors[:_ERRORS_SHOWN]]
             if len(errors) > _ERRORS_SHOWN:
                 shown.append(f"and {len(errors) - _ERRORS_SHOWN} more")
@@ -274,10 +281,17 @@ def _describe(status: int, body: str, location: str | None) -> str:
         parts.append(_truncate(text, _BODY_TEXT_LIMIT) if text else "no message")
     if location:
         parts.append(f"redirected to {location}")
-    return f"pagerduty: {_truncate(': '.join(parts), _ERROR_TEXT_LIMIT * 3)} (HTTP {status})"
+    return f"pagerduty: {_truncate(': '.join(parts), _MESSAGE_LIMIT)} (HTTP {status})"
 
 
 # -- delivery -----------------------------------------------------------------
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: str
+    retry_after: str | None
+    location: str | None
 
 
 class PagerDutyNotifier:
@@ -293,15 +307,16 @@ class PagerDutyNotifier:
 
     async def send(self, notification: Notification, receipts: Sequence[Receipt]) -> Receipt | None:
         event = build_event(notification, self._config)
-        status, body, headers = await self._post(event)
-        if 200 <= status < 300:
-            return {"dedup_key": _answered_key(body) or event["dedup_key"]}
-        message = _describe(status, body, headers.get("Location"))
+        answer = await self._post(event)
+        if 200 <= answer.status < 300:
+            return {"dedup_key": _answered_key(answer.body) or event["dedup_key"]}
+        message = _describe(answer.status, answer.body, answer.location)
         # PagerDuty does not echo the key, but a proxy's error page might.
         message = message.replace(self._config.routing_key.get_secret_value(), "[routing key]")
-        raise classify_status(status, message, _retry_after(headers.get("Retry-After"), self._clock))
+        retry_after = _retry_after(answer.retry_after, self._clock)
+        raise classify_status(answer.status, message, retry_after)
 
-    async def _post(self, event: dict[str, Any]) -> tuple[int, str, dict[str, str]]:
+    async def _post(self, event: dict[str, Any]) -> _Answer:
         # `from None` throughout: chained exceptions would carry their own text.
         try:
             async with asyncio.timeout(self._timeout):
@@ -311,7 +326,10 @@ class PagerDutyNotifier:
                     self._config.url, json=event, allow_redirects=False
                 ) as resp:
                     body = (await resp.read()).decode("utf-8", errors="replace")
-                    return resp.status, body, dict(resp.headers)
+                    headers = resp.headers
+                    return _Answer(
+                        resp.status, body, headers.get("Retry-After"), headers.get("Location")
+                    )
         except TimeoutError:
             message = f"pagerduty: no answer within {self._timeout:g}s"
             raise DeliveryError(Reason.TIMEOUT, message, retryable=True) from None

@@ -41,7 +41,7 @@ from standardwebhooks import Webhook
 
 from .. import __version__, texts
 from ..clock import from_ts, to_ts
-from ..model import Notification
+from ..model import Event, Notification
 from .base import DeliveryError, NotifierContext, NotifierKind, Reason, Receipt, classify_status
 
 __all__ = [
@@ -162,7 +162,8 @@ class WebhookConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
             raise _error("must be an http:// or https:// URL")
         if parts.username is not None or parts.password is not None:
-            # The URL is shown in logs and the status page; credentials are not.
+            # The URL is not treated as a secret (the config's repr shows it);
+            # header values are, so credentials belong there.
             raise _error("must not hold a user or password; put credentials in headers")
         return value
 
@@ -212,7 +213,9 @@ def build_body(n: Notification) -> dict[str, Any]:
         "previous_status": n.previous_status,
         "health": n.health,
         "previous_health": n.previous_health,
-        "sendable": n.sendable,
+        # A test names a real line but says nothing about it (and its note
+        # makes Notification.sendable false): it must never pause a line.
+        "sendable": True if n.event is Event.TEST else n.sendable,
         "since": format_instant(n.since),
         "at": format_instant(n.at),
         "doc_url": n.doc_url,

@@ -73,6 +73,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending ON outbox (notifier, state, due_at);
     CREATE INDEX outbox_incident ON outbox (notifier, incident_key, state);
     """,
+    # 2: which fallback a job was handed to, so the rest of its incident follows
+    """
+    ALTER TABLE outbox ADD COLUMN handed_to TEXT;
+    """,
 )
 
 
@@ -360,12 +364,29 @@ class SQLiteStore:
             (due_at, error, now, job_id),
         )
 
-    async def job_failed(self, job_id: int, *, error: str, now: float) -> None:
+    async def job_failed(
+        self, job_id: int, *, error: str, now: float, handed_to: str | None = None
+    ) -> None:
         await self._write(
             "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
-            " done_at = ?, first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
-            (error, now, now, job_id),
+            " done_at = ?, first_failed_at = COALESCE(first_failed_at, ?), handed_to = ?"
+            " WHERE id = ?",
+            (error, now, now, handed_to, job_id),
         )
+
+    async def handed_to(self, notifier: str, incident_key: str) -> str | None:
+        row = await self._run(
+            lambda: (
+                self._conn()
+                .execute(
+                    "SELECT handed_to FROM outbox WHERE notifier = ? AND incident_key = ?"
+                    " AND handed_to IS NOT NULL ORDER BY id LIMIT 1",
+                    (notifier, incident_key),
+                )
+                .fetchone()
+            )
+        )
+        return None if row is None else str(row[0])
 
     async def receipts(self, notifier: str, incident_key: str) -> Sequence[Receipt]:
         rows = await self._run(
