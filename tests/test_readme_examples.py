@@ -50,3 +50,31 @@ async def test_the_pause_hook_receiver_in_the_readme_pauses_and_resumes() -> Non
             assert namespace["paused"] == set()
     finally:
         await runner.cleanup()
+
+
+DAEMON = Path(__file__).resolve().parents[1] / "daemon" / "linqwatch"
+_LOG_CALL = re.compile(r"\blog\.(?:debug|info|warning|error|exception)\(\s*\"([^\"]+)\"")
+
+
+def test_every_metric_is_documented() -> None:
+    from linqwatch.metrics import Metrics
+
+    readme = README.read_text()
+    names = set()
+    for metric in Metrics().registry.collect():
+        suffix = "_total" if metric.type == "counter" else ""
+        names.add(metric.name + suffix)
+    assert names, "no metrics found"
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert missing == []
+
+
+def test_every_log_event_is_documented() -> None:
+    readme = README.read_text()
+    events = set()
+    for path in DAEMON.rglob("*.py"):
+        events |= set(_LOG_CALL.findall(path.read_text()))
+    events -= {"sd_notify failed", "sd_notify: unsupported NOTIFY_SOCKET, ignored"}  # debug only
+    assert len(events) > 20
+    missing = sorted(e for e in events if f"`{e}`" not in readme)
+    assert missing == []
