@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from .alerts import evaluate
+from .alerts import AlertState, Evaluation, Incident, evaluate
 from .clock import Clock
 from .config import Config
 from .linestate import Outcome, Transition
@@ -102,11 +102,8 @@ class Pipeline:
         return changed
 
     async def evaluate(self, number: str) -> None:
-        async with self._lock:
-            line = await self.store.line(number)
-            if line is None:
-                return
-            await self._decide(line, self.config.labels_for(number))
+        labels = self.config.labels_for(number)
+        await self._decide(number, lambda line: (line, labels, None))
 
     async def evaluate_meta(self, signals: Iterable[MetaSignal]) -> None:
         """Self-monitoring subjects, as pseudo-lines through the same rules."""
@@ -115,7 +112,7 @@ class Pipeline:
         for signal in signals:
             if not signal.active and signal.subject not in with_alerts:
                 continue
-            line = LineState(
+            pseudo = LineState(
                 number=signal.subject,
                 status=FIRING if signal.active else OK,
                 health=None,
@@ -127,25 +124,37 @@ class Pipeline:
             )
             labels = {"name": f"linqwatch {signal.kind.value}", "meta": signal.kind.value}
             labels.update(signal.labels)
-            async with self._lock:
-                await self._decide(
-                    line, labels, {"meta": signal.kind.value, "detail": signal.detail}
-                )
+            extra: dict[str, object] = {"meta": signal.kind.value, "detail": signal.detail}
+            await self._decide(signal.subject, _fixed(pseudo, labels, extra))
 
     async def _decide(
-        self, line: LineState, labels: dict[str, str], extra: dict[str, object] | None = None
+        self,
+        number: str,
+        subject: Callable[[LineState | None], Subject],
     ) -> None:
-        number = line.number
-        alerts, incidents = await self.store.alert_state(number)
+        """Evaluate one line (or self-monitoring subject) inside the store's lock on it."""
+        rules = self.config.rules
         now = self.clock.now()
-        result = evaluate(line, labels, self.config.rules, alerts, incidents, now, extra)
-        if not result.differs_from(alerts, incidents):
+
+        def decide(
+            stored: LineState | None,
+            alerts: dict[str, AlertState],
+            incidents: dict[str, Incident],
+        ) -> Evaluation | None:
+            line, labels, extra = subject(stored)
+            if line is None:
+                return None
+            result = evaluate(line, labels, rules, alerts, incidents, now, extra)
+            return result if result.differs_from(alerts, incidents) else None
+
+        async with self._lock:
+            result = await self.store.decide(number, decide, now)
+        if result is None:
             return
-        await self.store.commit_evaluation(number, result, now)
         for rule in result.fired:
-            log.info("alert fired", number=number, rule=rule, status=line.status)
+            log.info("alert fired", number=number, rule=rule)
         for rule in result.resolved:
-            log.info("alert resolved", number=number, rule=rule, status=line.status)
+            log.info("alert resolved", number=number, rule=rule)
         if result.notifications:
             self.on_notifications()
 
@@ -158,3 +167,13 @@ class Pipeline:
         """Lines whose decisions depend on time alone (`for` holds, `repeat`)."""
         for number in await self.store.numbers_with_alerts():
             await self.evaluate(number)
+
+
+Subject = tuple[LineState | None, dict[str, str], dict[str, object] | None]
+
+
+def _fixed(
+    line: LineState, labels: dict[str, str], extra: dict[str, object]
+) -> Callable[[LineState | None], Subject]:
+    """A self-monitoring subject: its pseudo-line, not what the store holds."""
+    return lambda _stored: (line, labels, extra)

@@ -8,7 +8,7 @@ crash at any point leaves a consistent store that a restart resumes from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +17,12 @@ from ..linestate import Transition
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
 
-__all__ = ["HistoryEntry", "Job", "StorageError", "Store"]
+__all__ = ["Decision", "HistoryEntry", "Job", "StorageError", "Store"]
+
+# (stored line or None, alerts by rule, open incidents by notifier) -> what to commit
+Decision = Callable[
+    [LineState | None, dict[str, AlertState], dict[str, Incident]], "Evaluation | None"
+]
 
 
 class StorageError(Exception):
@@ -79,6 +84,15 @@ class Store(Protocol):
         """Lines with any alert or open incident: their decisions depend on time."""
         ...
 
+    async def decide(self, number: str, decide: Decision, now: float) -> Evaluation | None:
+        """Read the line's state, call `decide` (pure), commit what it returns.
+
+        One transaction holding the line: two evaluations of one line, in
+        this process or another replica, never interleave. `decide` returns
+        None when nothing changes.
+        """
+        ...
+
     async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
         """Replace the line's alerts and incidents and enqueue its notifications."""
         ...
@@ -93,7 +107,12 @@ class Store(Protocol):
         ...
 
     async def next_job(self, notifier: str, now: float) -> Job | None:
-        """The oldest due job whose incident has no earlier job still pending."""
+        """Claim the oldest due job whose incident has no earlier job still pending.
+
+        The claim is a lease (a few minutes): another replica skips the job
+        until the lease ends or the job is settled (delivered, retried, failed),
+        so the claims of a replica that died are picked up again.
+        """
         ...
 
     async def next_due_at(self, notifier: str) -> float | None: ...
@@ -113,3 +132,12 @@ class Store(Protocol):
     async def outbox_depth(self) -> Mapping[str, int]: ...
 
     async def prune(self, *, webhook_ids_before: float) -> None: ...
+
+    # replicas: PostgreSQL shares these between replicas; SQLite has one process
+    async def try_lead(self, role: str) -> bool:
+        """Take or keep the lock for `role` ("poller"); True while this replica holds it."""
+        ...
+
+    async def heartbeat(self, replica: str, now: float, *, ttl: float) -> int:
+        """Record `replica` alive at `now`; how many replicas were seen within `ttl`."""
+        ...

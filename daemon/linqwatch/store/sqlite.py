@@ -20,7 +20,7 @@ from ..alerts import AlertState, Evaluation, Incident
 from ..linestate import Outcome, Transition, apply
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
-from .base import HistoryEntry, Job, StorageError
+from .base import Decision, HistoryEntry, Job, StorageError
 
 __all__ = ["SQLiteStore"]
 
@@ -244,33 +244,7 @@ class SQLiteStore:
     # -- alerts -----------------------------------------------------------
 
     async def alert_state(self, number: str) -> tuple[dict[str, AlertState], dict[str, Incident]]:
-        def work() -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
-            db = self._conn()
-            return (
-                db.execute("SELECT * FROM alerts WHERE number = ?", (number,)).fetchall(),
-                db.execute("SELECT * FROM incidents WHERE number = ?", (number,)).fetchall(),
-            )
-
-        alert_rows, incident_rows = await self._run(work)
-        alerts = {
-            r["rule"]: AlertState(r["rule"], r["number"], r["active_since"], r["fired_at"])
-            for r in alert_rows
-        }
-        incidents = {
-            r["notifier"]: Incident(
-                notifier=r["notifier"],
-                number=r["number"],
-                key=r["key"],
-                rule=r["rule"],
-                severity=r["severity"],
-                opened_at=r["opened_at"],
-                last_sent_at=r["last_sent_at"],
-                repeat=r["repeat"],
-                send_resolved=bool(r["send_resolved"]),
-            )
-            for r in incident_rows
-        }
-        return alerts, incidents
+        return await self._run(lambda: _alert_state(self._conn(), number))
 
     async def numbers_with_alerts(self) -> list[str]:
         rows = await self._run(
@@ -282,35 +256,19 @@ class SQLiteStore:
         )
         return [r[0] for r in rows]
 
-    async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM alerts WHERE number = ?", (number,))
-            db.executemany(
-                "INSERT INTO alerts (number, rule, active_since, fired_at) VALUES (?, ?, ?, ?)",
-                [(number, a.rule, a.active_since, a.fired_at) for a in evaluation.alerts],
-            )
-            db.execute("DELETE FROM incidents WHERE number = ?", (number,))
-            db.executemany(
-                "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
-                " last_sent_at, repeat, send_resolved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        number,
-                        i.notifier,
-                        i.key,
-                        i.rule,
-                        i.severity,
-                        i.opened_at,
-                        i.last_sent_at,
-                        i.repeat,
-                        int(i.send_resolved),
-                    )
-                    for i in evaluation.incidents
-                ],
-            )
-            _insert_jobs(db, evaluation.notifications, now)
+    async def decide(self, number: str, decide: Decision, now: float) -> Evaluation | None:
+        def work(db: sqlite3.Connection) -> Evaluation | None:
+            row = db.execute("SELECT * FROM lines WHERE number = ?", (number,)).fetchone()
+            alerts, incidents = _alert_state(db, number)
+            evaluation: Evaluation | None = decide(_line(row) if row else None, alerts, incidents)
+            if evaluation is not None:
+                _commit(db, number, evaluation, now)
+            return evaluation
 
-        await self._run(self._tx(work))
+        return await self._run(self._tx(work))
+
+    async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
+        await self._run(self._tx(lambda db: _commit(db, number, evaluation, now)))
 
     async def enqueue(self, jobs: Sequence[tuple[str, Notification]], now: float) -> None:
         await self._run(self._tx(lambda db: _insert_jobs(db, jobs, now)))
@@ -418,8 +376,66 @@ class SQLiteStore:
     async def prune(self, *, webhook_ids_before: float) -> None:
         await self._write("DELETE FROM webhook_ids WHERE received_at < ?", (webhook_ids_before,))
 
+    async def try_lead(self, role: str) -> bool:
+        return True  # one process owns a SQLite file
+
+    async def heartbeat(self, replica: str, now: float, *, ttl: float) -> int:
+        return 1
+
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         await self._run(self._tx(lambda db: db.execute(sql, args)))
+
+
+def _alert_state(
+    db: sqlite3.Connection, number: str
+) -> tuple[dict[str, AlertState], dict[str, Incident]]:
+    alerts = {
+        r["rule"]: AlertState(r["rule"], r["number"], r["active_since"], r["fired_at"])
+        for r in db.execute("SELECT * FROM alerts WHERE number = ?", (number,))
+    }
+    incidents = {
+        r["notifier"]: Incident(
+            notifier=r["notifier"],
+            number=r["number"],
+            key=r["key"],
+            rule=r["rule"],
+            severity=r["severity"],
+            opened_at=r["opened_at"],
+            last_sent_at=r["last_sent_at"],
+            repeat=r["repeat"],
+            send_resolved=bool(r["send_resolved"]),
+        )
+        for r in db.execute("SELECT * FROM incidents WHERE number = ?", (number,))
+    }
+    return alerts, incidents
+
+
+def _commit(db: sqlite3.Connection, number: str, evaluation: Evaluation, now: float) -> None:
+    db.execute("DELETE FROM alerts WHERE number = ?", (number,))
+    db.executemany(
+        "INSERT INTO alerts (number, rule, active_since, fired_at) VALUES (?, ?, ?, ?)",
+        [(number, a.rule, a.active_since, a.fired_at) for a in evaluation.alerts],
+    )
+    db.execute("DELETE FROM incidents WHERE number = ?", (number,))
+    db.executemany(
+        "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
+        " last_sent_at, repeat, send_resolved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                number,
+                i.notifier,
+                i.key,
+                i.rule,
+                i.severity,
+                i.opened_at,
+                i.last_sent_at,
+                i.repeat,
+                int(i.send_resolved),
+            )
+            for i in evaluation.incidents
+        ],
+    )
+    _insert_jobs(db, evaluation.notifications, now)
 
 
 def _insert_jobs(
