@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +43,7 @@ __all__ = ["Daemon", "run_daemon"]
 
 log = structlog.get_logger("linqwatch")
 TICK = 1.0  # seconds between time-driven evaluations (`for`, `repeat`, self-monitoring)
+HEARTBEAT_TTL = 15.0  # a replica silent this long counts as gone
 
 
 class Daemon:
@@ -69,6 +73,9 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._reload_lock = asyncio.Lock()
+        self.replica = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.leader = False
+        self.replicas_alive = 1
 
     # -- startup ----------------------------------------------------------
 
@@ -85,6 +92,7 @@ class Daemon:
         self.listener = WebhookListener(cfg.linq.webhook_secrets, self.pipeline, self.metrics)
         # Level-triggered: whatever was stored before a crash is decided again.
         await self.pipeline.evaluate_all()
+        await self._replica_tick()
 
         app = build_app(
             store=self.store,
@@ -131,6 +139,7 @@ class Daemon:
             pipeline=self.pipeline,
             clock=self.clock,
             metrics=self.metrics,
+            leading=lambda: self.leader,
         )
         if already_ready:
             self.poller.succeeded_once.set()
@@ -149,9 +158,10 @@ class Daemon:
             await self.store.ping()
         except StorageError as exc:
             return False, f"storage: {exc}"
-        if self.poller is not None and not self.poller.succeeded_once.is_set():
+        if self.poller is not None and self.leader and not self.poller.succeeded_once.is_set():
             return False, "waiting for the first successful poll"
-        return True, "ok"
+        role = "leads the polling" if self.leader else "does not lead the polling"
+        return True, f"ok; this replica {role}; {self.replicas_alive} replica(s) alive"
 
     # -- main loop --------------------------------------------------------
 
@@ -163,6 +173,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         while not self.stop.is_set():
             try:
+                await self._replica_tick()
                 await self.pipeline.tick()
                 await self.pipeline.evaluate_meta(self._signals())
                 now = self.clock.now()
@@ -182,6 +193,16 @@ class Daemon:
                 last_watchdog = loop.time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=TICK)
+
+    async def _replica_tick(self) -> None:
+        now = self.clock.now()
+        self.replicas_alive = await self.store.heartbeat(self.replica, now, ttl=HEARTBEAT_TTL)
+        leader = self.config.poll_interval > 0 and await self.store.try_lead("poller")
+        if leader != self.leader:
+            log.info("poller leadership", leader=leader, replica=self.replica)
+            self.leader = leader
+        self.metrics.poller_leader.set(int(leader))
+        self.metrics.replicas.set(self.replicas_alive)
 
     def _signals(self) -> list[MetaSignal]:
         cfg = self.config

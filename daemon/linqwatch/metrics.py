@@ -77,6 +77,17 @@ class Metrics:
             registry=r,
         )
 
+        self.poller_leader = Gauge(
+            "linqwatch_poller_leader",
+            "1 if this replica leads the polling (holds the poller lock), else 0",
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "linqwatch_replicas_alive",
+            "Replicas that sent a heartbeat recently (1 with SQLite)",
+            registry=r,
+        )
+
     def refresh(
         self,
         *,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -56,8 +57,10 @@ class Poller:
         clock: Clock,
         metrics: Metrics,
         rng: random.Random | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.url = api_url.rstrip("/") + "/v3/phone_numbers"
+        self.leading = leading  # with several replicas, only the leader polls
         self._api_key = api_key
         self.interval = interval
         self.timeout = timeout
@@ -104,7 +107,7 @@ class Poller:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            delay = await self._cycle()
+            delay = await self._cycle() if self.leading() else 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
