@@ -13,10 +13,11 @@ Two levels of state, both decided here from (line, rules, previous state, now):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .model import Event, LineState, Notification
+from .muting import UNMUTED, Mute
 from .rules import Rule
 
 __all__ = ["AlertState", "Evaluation", "Incident", "evaluate"]
@@ -48,6 +49,8 @@ class Incident:
     last_sent_at: float
     repeat: float
     send_resolved: bool
+    announced: bool = True  # False while the mute stage holds its first message back
+    dropped: bool = False  # muted with `outside: drop`: never announced, never resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ def evaluate(
     incidents: Mapping[str, Incident],
     now: float,
     extra: Mapping[str, object] | None = None,
+    muter: Callable[[str, Rule, LineState, Mapping[str, str]], Mute] = UNMUTED,
 ) -> Evaluation:
     """Decide what one line's alerts and incidents become at `now`.
 
@@ -104,6 +108,7 @@ def evaluate(
         incident = incidents.get(notifier)
         if covering and incident is None:
             rule = _lead_rule(covering, line)
+            mute = muter(notifier, rule, line, labels)
             incident = Incident(
                 notifier=notifier,
                 number=line.number,
@@ -114,19 +119,35 @@ def evaluate(
                 last_sent_at=now,
                 repeat=rule.repeat,
                 send_resolved=rule.send_resolved,
+                announced=mute is Mute.NONE,
+                dropped=mute is Mute.DROP,
             )
             new_incidents.append(incident)
-            notifications.append(
-                (notifier, _notification(Event.FIRED, incident, line, labels, now, extra))
-            )
+            if incident.announced:
+                notifications.append(
+                    (notifier, _notification(Event.FIRED, incident, line, labels, now, extra))
+                )
         elif covering and incident is not None:
-            if incident.repeat > 0 and now - incident.last_sent_at >= incident.repeat:
+            lead = next((r for r in covering if r.name == incident.rule), covering[0])
+            mute = Mute.DROP if incident.dropped else muter(notifier, lead, line, labels)
+            if not incident.announced and mute is Mute.NONE:
+                # Held back until now (a silence ended, a window opened): announce.
+                incident = replace(incident, announced=True, last_sent_at=now)
+                notifications.append(
+                    (notifier, _notification(Event.FIRED, incident, line, labels, now, extra))
+                )
+            elif (
+                incident.announced
+                and mute is Mute.NONE
+                and incident.repeat > 0
+                and now - incident.last_sent_at >= incident.repeat
+            ):
                 incident = replace(incident, last_sent_at=now)
                 notifications.append(
                     (notifier, _notification(Event.REPEAT, incident, line, labels, now, extra))
                 )
             new_incidents.append(incident)
-        elif incident is not None and incident.send_resolved:
+        elif incident is not None and incident.announced and incident.send_resolved:
             notifications.append(
                 (notifier, _notification(Event.RESOLVED, incident, line, labels, now, extra))
             )

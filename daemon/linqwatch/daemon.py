@@ -91,6 +91,7 @@ class Daemon:
         )
         self.listener = WebhookListener(cfg.linq.webhook_secrets, self.pipeline, self.metrics)
         # Level-triggered: whatever was stored before a crash is decided again.
+        await self.pipeline.load()
         await self.pipeline.evaluate_all()
         await self._replica_tick()
 

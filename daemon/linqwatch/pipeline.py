@@ -22,7 +22,10 @@ from .config import Config
 from .linestate import Outcome, Transition
 from .metrics import Metrics
 from .model import LineState, Observation, ObservationKind, Source
+from .muting import FiringAlert, Muting
+from .rules import META_PREFIX, meta_kind
 from .selfmon import FIRING, OK, MetaSignal, SelfWatch
+from .silences import Silence
 from .store import Store
 
 __all__ = ["Pipeline"]
@@ -47,6 +50,44 @@ class Pipeline:
         self.metrics = metrics
         self.on_notifications = on_notifications
         self._lock = asyncio.Lock()
+        self.silences: list[Silence] = []
+        self._firing: dict[str, frozenset[str]] = {}  # number -> rules firing, for inhibition
+
+    async def load(self) -> None:
+        """What the mute stage needs from the store: at start, and each tick."""
+        self.silences = await self.store.silences(now=self.clock.now())
+        firing: dict[str, set[str]] = {}
+        for number, rule in await self.store.firing_alerts():
+            firing.setdefault(number, set()).add(rule)
+        self._firing = {n: frozenset(r) for n, r in firing.items()}
+
+    def labels_of(self, number: str) -> dict[str, str]:
+        kind = meta_kind(number)
+        if kind is None:
+            return self.config.labels_for(number)
+        labels = {"name": f"linqwatch {kind}", "meta": kind}
+        rest = number[len(META_PREFIX) + len(kind) :].lstrip(":")
+        if rest:
+            labels["notifier"] = rest
+        return labels
+
+    def muting(self, now: float) -> Muting:
+        cfg = self.config
+        firing: list[FiringAlert] = []
+        if cfg.inhibitions:
+            firing = [
+                FiringAlert(number, rule, self.labels_of(number))
+                for number, rules in self._firing.items()
+                for rule in rules
+            ]
+        return Muting(
+            now=now,
+            silences=self.silences,
+            inhibitions=cfg.inhibitions,
+            firing=firing,
+            rule_windows=cfg.rule_windows,
+            notifier_windows=cfg.notifier_windows,
+        )
 
     async def observe(self, obs: Observation) -> Transition:
         """Store one observation and, if it changed the line, act on it."""
@@ -122,8 +163,7 @@ class Pipeline:
                 source=Source.POLL,
                 received_at=now,
             )
-            labels = {"name": f"linqwatch {signal.kind.value}", "meta": signal.kind.value}
-            labels.update(signal.labels)
+            labels = self.labels_of(signal.subject)
             extra: dict[str, object] = {"meta": signal.kind.value, "detail": signal.detail}
             await self._decide(signal.subject, _fixed(pseudo, labels, extra))
 
@@ -135,6 +175,7 @@ class Pipeline:
         """Evaluate one line (or self-monitoring subject) inside the store's lock on it."""
         rules = self.config.rules
         now = self.clock.now()
+        muter = self.muting(now)
 
         def decide(
             stored: LineState | None,
@@ -144,13 +185,14 @@ class Pipeline:
             line, labels, extra = subject(stored)
             if line is None:
                 return None
-            result = evaluate(line, labels, rules, alerts, incidents, now, extra)
+            result = evaluate(line, labels, rules, alerts, incidents, now, extra, muter)
             return result if result.differs_from(alerts, incidents) else None
 
         async with self._lock:
             result = await self.store.decide(number, decide, now)
         if result is None:
             return
+        self._firing[number] = frozenset(a.rule for a in result.alerts if a.firing)
         for rule in result.fired:
             log.info("alert fired", number=number, rule=rule)
         for rule in result.resolved:
@@ -164,7 +206,8 @@ class Pipeline:
             await self.evaluate(line.number)
 
     async def tick(self) -> None:
-        """Lines whose decisions depend on time alone (`for` holds, `repeat`)."""
+        """Lines whose decisions depend on time alone (`for`, `repeat`, muting)."""
+        await self.load()
         for number in await self.store.numbers_with_alerts():
             await self.evaluate(number)
 

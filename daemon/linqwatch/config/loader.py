@@ -11,13 +11,16 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..durations import format_duration
+from ..muting import ActiveTime, Inhibition, Mute, Selector
 from ..notifiers import REGISTRY
 from ..rules import Matcher, Rule
 from ..selfmon import MetaSettings
@@ -26,8 +29,10 @@ from .runtime import Config
 from .schema import (
     DEFAULT_STORAGE,
     DELIVERY_KEYS,
+    ActiveTimeSettings,
     DeliverySettings,
     Duration,
+    InhibitSettings,
     Lines,
     LinqSettings,
     ListenAddress,
@@ -35,6 +40,7 @@ from .schema import (
     PollSettings,
     Retention,
     RuleSettings,
+    SelectorSettings,
     SelfMonitoringSettings,
     StoragePath,
 )
@@ -52,6 +58,7 @@ _PARTS: dict[str, tuple[TypeAdapter[Any], object]] = {
     "shutdown_grace": (TypeAdapter(Duration), "10s"),
     "log": (TypeAdapter(LogSettings), {}),
     "self_monitoring": (TypeAdapter(SelfMonitoringSettings), {}),
+    "inhibit": (TypeAdapter(list[InhibitSettings]), []),
     "lines": (TypeAdapter(Lines), {}),
 }
 _ENTRY_PARTS = ("notifiers", "rules")  # validated entry by entry
@@ -205,6 +212,7 @@ def _cross_check(parts: _Parts, tree: dict[Any, Any]) -> list[Problem]:
             Problem(("poll", "timeout"), f"must not be longer than poll.interval ({longest})")
         )
     problems += _fallback_problems(parts.delivery)
+    problems += _inhibit_problems(parts.values.get("inhibit"), tree.get("rules"))
     problems += _duplicate_rule_names(tree.get("rules"))
     lines: Mapping[str, Mapping[str, str]] | None = parts.values.get("lines")
     if lines is not None:
@@ -235,6 +243,20 @@ def _fallback_problems(delivery: Mapping[str, DeliverySettings]) -> list[Problem
             if target == name:
                 cycle = " -> ".join([*seen, name])
                 problems.append(Problem(loc, f"fallbacks go round in a circle: {cycle}"))
+    return problems
+
+
+def _inhibit_problems(inhibit: list[InhibitSettings] | None, raw_rules: object) -> list[Problem]:
+    if not inhibit or not isinstance(raw_rules, list):
+        return []
+    names = {e.get("name") for e in raw_rules if isinstance(e, dict)}
+    problems = []
+    for index, entry in enumerate(inhibit):
+        for side in ("source", "target"):
+            rule = getattr(entry, side).rule
+            if rule is not None and rule not in names:
+                loc: Loc = ("inhibit", index, side, "rule")
+                problems.append(Problem(loc, f"undefined rule {describe(rule)}"))
     return problems
 
 
@@ -299,7 +321,38 @@ def _compile(parts: _Parts) -> Config:
         notifiers=MappingProxyType(dict(parts.notifiers)),
         delivery=MappingProxyType(dict(parts.delivery)),
         self_monitoring=_meta_settings(values["self_monitoring"]),
+        inhibitions=tuple(_inhibition(i) for i in values["inhibit"]),
+        rule_windows=MappingProxyType(
+            {r.name: _window(r.active_time) for r in parts.rules if r and r.active_time}
+        ),
+        notifier_windows=MappingProxyType(
+            {n: _window(d.active_time) for n, d in parts.delivery.items() if d.active_time}
+        ),
     )
+
+
+def _window(s: ActiveTimeSettings) -> ActiveTime:
+    first, last = s.hours.split("-")
+    h1, m1 = (int(x) for x in first.split(":"))
+    h2, m2 = (int(x) for x in last.split(":"))
+    end = time(0, 0) if h2 == 24 else time(h2, m2)  # 24:00: up to midnight
+    return ActiveTime(
+        days=frozenset(s.days),
+        start=time(h1, m1),
+        end=end,
+        zone=ZoneInfo(s.timezone),
+        outside=Mute(s.outside),
+    )
+
+
+def _inhibition(s: InhibitSettings) -> Inhibition:
+    def selector(side: SelectorSettings) -> Selector:
+        labels = dict(side.labels)
+        if side.meta is not None:
+            labels["meta"] = side.meta
+        return Selector(rule=side.rule, labels=labels)
+
+    return Inhibition(source=selector(s.source), target=selector(s.target), equal=s.equal)
 
 
 def _meta_settings(s: SelfMonitoringSettings) -> MetaSettings:

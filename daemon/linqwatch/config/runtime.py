@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from ..muting import ActiveTime, Inhibition
 from ..rules import Rule
 from ..selfmon import MetaSettings
 from .schema import DeliverySettings, LinqSettings
@@ -35,6 +36,9 @@ class Config:
     notifiers: Mapping[str, BaseModel]  # name -> validated config of its kind
     delivery: Mapping[str, DeliverySettings]  # name -> fallback and give_up_after
     self_monitoring: MetaSettings
+    inhibitions: tuple[Inhibition, ...] = ()
+    rule_windows: Mapping[str, ActiveTime] = field(default_factory=dict)
+    notifier_windows: Mapping[str, ActiveTime] = field(default_factory=dict)
 
     def labels_for(self, number: str) -> dict[str, str]:
         """The line's labels over the `"*"` defaults."""

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -37,8 +38,10 @@ from .errors import custom_error, describe
 __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_STORAGE",
+    "ActiveTimeSettings",
     "DeliverySettings",
     "Duration",
+    "InhibitSettings",
     "Labels",
     "Lines",
     "LinqSettings",
@@ -281,11 +284,70 @@ class PollSettings(_Strict):
         return value
 
 
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})")
+
+
+def _days(value: object) -> object:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return value
+    out: list[int] = []
+    for item in value:
+        text = str(item).strip().lower()[:3]
+        if "-" in str(item):  # a range: mon-fri
+            first, last = (p.strip().lower()[:3] for p in str(item).split("-", 1))
+            if first not in _DAYS or last not in _DAYS:
+                raise custom_error(f"unknown day in {describe(item)} (use mon, tue, ... sun)")
+            a, b = _DAYS.index(first), _DAYS.index(last)
+            out += [d % 7 for d in range(a, b + 1 if b >= a else b + 8)]
+        elif text in _DAYS:
+            out.append(_DAYS.index(text))
+        else:
+            raise custom_error(f"unknown day {describe(item)} (use mon, tue, ... sun)")
+    return sorted(set(out))
+
+
+class ActiveTimeSettings(_Strict):
+    """When a rule or notifier may notify: days and hours in a time zone."""
+
+    days: Annotated[tuple[int, ...], BeforeValidator(_days)] = (0, 1, 2, 3, 4, 5, 6)
+    hours: str = "00:00-24:00"
+    timezone: str = "UTC"
+    outside: Literal["defer", "drop"] = "defer"
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        match = _HOURS.fullmatch(value.strip())
+        if not match:
+            raise custom_error(f"expected HH:MM-HH:MM, like 09:00-18:00, got {describe(value)}")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
+            raise custom_error(f"not a time of day in {describe(value)}")
+        if (h1, m1) == (h2, m2):
+            raise custom_error("an empty window: start and end are the same")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise custom_error(
+                f"unknown time zone {describe(value)} (like Europe/Berlin)"
+            ) from None
+        return value
+
+
 class DeliverySettings(_Strict):
     """How the outbox treats one notifier, whatever its kind."""
 
     fallback: str | None = None  # another notifier to use when this one keeps failing
     give_up_after: Duration = 600.0  # how long to keep failing before the fallback
+    active_time: ActiveTimeSettings | None = None  # outside it, notifications wait or drop
 
     @field_validator("give_up_after")
     @classmethod
@@ -296,6 +358,24 @@ class DeliverySettings(_Strict):
 
 
 DELIVERY_KEYS = frozenset(DeliverySettings.model_fields)
+
+
+class SelectorSettings(_Strict):
+    rule: str | None = None
+    meta: MetaKindName | None = None
+    labels: Labels = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _something(self) -> SelectorSettings:
+        if self.rule is None and self.meta is None and not self.labels:
+            raise custom_error("give rule, meta or labels")
+        return self
+
+
+class InhibitSettings(_Strict):
+    source: SelectorSettings
+    target: SelectorSettings
+    equal: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ()
 
 
 class LogSettings(_Strict):
@@ -354,6 +434,7 @@ class RuleSettings(_Strict):
         Literal["critical", "error", "warning", "info"] | None, BeforeValidator(_lower)
     ] = None
     hold: Duration = Field(default=0.0, alias="for")
+    active_time: ActiveTimeSettings | None = None
     repeat: Duration = 0.0  # 0: no reminders
     send_resolved: bool = True
 

@@ -16,6 +16,7 @@ from ..alerts import AlertState, Evaluation, Incident
 from ..linestate import Transition
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
+from ..silences import Silence
 
 __all__ = ["Decision", "HistoryEntry", "Job", "StorageError", "Store"]
 
@@ -97,6 +98,10 @@ class Store(Protocol):
         """Replace the line's alerts and incidents and enqueue its notifications."""
         ...
 
+    async def firing_alerts(self) -> list[tuple[str, str]]:
+        """(number, rule) of every firing alert."""
+        ...
+
     async def alert_counts(self) -> Mapping[str, int]:
         """Firing alerts by rule."""
         ...
@@ -132,6 +137,16 @@ class Store(Protocol):
     async def outbox_depth(self) -> Mapping[str, int]: ...
 
     async def prune(self, *, webhook_ids_before: float) -> None: ...
+
+    # silences
+    async def add_silence(self, silence: Silence) -> None: ...
+    async def silences(self, *, now: float, include_ended: bool = False) -> list[Silence]:
+        """Silences not yet ended at `now` (pending and active), newest first."""
+        ...
+
+    async def expire_silence(self, silence_id: str, now: float) -> bool:
+        """End a silence now; False if there is no such silence, or it already ended."""
+        ...
 
     # replicas: PostgreSQL shares these between replicas; SQLite has one process
     async def try_lead(self, role: str) -> bool:

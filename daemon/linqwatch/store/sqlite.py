@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from ..alerts import AlertState, Evaluation, Incident
 from ..linestate import Outcome, Transition, apply
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
+from ..silences import Silence
 from .base import Decision, HistoryEntry, Job, StorageError
 
 __all__ = ["SQLiteStore"]
@@ -76,6 +78,15 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: which fallback a job was handed to, so the rest of its incident follows
     """
     ALTER TABLE outbox ADD COLUMN handed_to TEXT;
+    """,
+    # 3: silences, and incidents the mute stage holds back
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY, body TEXT NOT NULL,
+        ends_at REAL NOT NULL, created_at REAL NOT NULL
+    );
+    ALTER TABLE incidents ADD COLUMN announced INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE incidents ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -273,6 +284,16 @@ class SQLiteStore:
     async def enqueue(self, jobs: Sequence[tuple[str, Notification]], now: float) -> None:
         await self._run(self._tx(lambda db: _insert_jobs(db, jobs, now)))
 
+    async def firing_alerts(self) -> list[tuple[str, str]]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute("SELECT number, rule FROM alerts WHERE fired_at IS NOT NULL")
+                .fetchall()
+            )
+        )
+        return [(r[0], r[1]) for r in rows]
+
     async def alert_counts(self) -> Mapping[str, int]:
         rows = await self._run(
             lambda: (
@@ -376,6 +397,40 @@ class SQLiteStore:
     async def prune(self, *, webhook_ids_before: float) -> None:
         await self._write("DELETE FROM webhook_ids WHERE received_at < ?", (webhook_ids_before,))
 
+    async def add_silence(self, silence: Silence) -> None:
+        await self._write(
+            "INSERT INTO silences (id, body, ends_at, created_at) VALUES (?, ?, ?, ?)",
+            (silence.id, json.dumps(silence.to_json()), silence.ends_at, silence.created_at),
+        )
+
+    async def silences(self, *, now: float, include_ended: bool = False) -> list[Silence]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute("SELECT body FROM silences ORDER BY created_at DESC, id")
+                .fetchall()
+            )
+        )
+        found = [Silence.from_json(json.loads(r[0])) for r in rows]
+        return [s for s in found if include_ended or _not_ended(s, now)]
+
+    async def expire_silence(self, silence_id: str, now: float) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT body FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            if row is None:
+                return False
+            silence = Silence.from_json(json.loads(row[0]))
+            if not _not_ended(silence, now):
+                return False
+            ended = replace(silence, expired_at=now)
+            db.execute(
+                "UPDATE silences SET body = ?, ends_at = ? WHERE id = ?",
+                (json.dumps(ended.to_json()), min(silence.ends_at, now), silence_id),
+            )
+            return True
+
+        return await self._run(self._tx(work))
+
     async def try_lead(self, role: str) -> bool:
         return True  # one process owns a SQLite file
 
@@ -404,6 +459,8 @@ def _alert_state(
             last_sent_at=r["last_sent_at"],
             repeat=r["repeat"],
             send_resolved=bool(r["send_resolved"]),
+            announced=bool(r["announced"]),
+            dropped=bool(r["dropped"]),
         )
         for r in db.execute("SELECT * FROM incidents WHERE number = ?", (number,))
     }
@@ -419,7 +476,8 @@ def _commit(db: sqlite3.Connection, number: str, evaluation: Evaluation, now: fl
     db.execute("DELETE FROM incidents WHERE number = ?", (number,))
     db.executemany(
         "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
-        " last_sent_at, repeat, send_resolved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " last_sent_at, repeat, send_resolved, announced, dropped)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 number,
@@ -431,11 +489,18 @@ def _commit(db: sqlite3.Connection, number: str, evaluation: Evaluation, now: fl
                 i.last_sent_at,
                 i.repeat,
                 int(i.send_resolved),
+                int(i.announced),
+                int(i.dropped),
             )
             for i in evaluation.incidents
         ],
     )
     _insert_jobs(db, evaluation.notifications, now)
+
+
+def _not_ended(silence: Silence, now: float) -> bool:
+    end = silence.ends_at if silence.expired_at is None else silence.expired_at
+    return now < end
 
 
 def _insert_jobs(
