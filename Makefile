@@ -20,15 +20,34 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/linqwatch demo
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests
 	$(BIN)/ruff format --check daemon tests
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy daemon
+
+# The status page's browser test drives Debian's chromium and chromium-driver:
+# installed here when missing and we may (root with apt-get, as in CI). Where
+# they cannot be, this says so and that one test skips, saying why.
+.PHONY: browser
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver for the browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; } \
+	  || echo "could not install chromium; the browser test will skip"; \
+	else echo "no chromium and cannot install it here (needs root and apt-get); the browser test will skip"; fi
+
+# systemd-analyze verify and security (exposure at most 1.5) on the unit; CI runs it.
+.PHONY: check-unit
+check-unit: $(STAMP)
+	scripts/check-systemd-unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info daemon/*.egg-info .pytest_cache .mypy_cache .ruff_cache

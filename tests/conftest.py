@@ -1,24 +1,104 @@
-"""Shared fixtures: real servers on loopback for Linq (the simulator) and Slack."""
+"""Shared fixtures: real servers on loopback for Linq (the simulator) and Slack.
+
+`storage` runs a test once on SQLite and once on PostgreSQL (a schema of
+its own, dropped afterwards). PostgreSQL is found at $LINQWATCH_TEST_POSTGRES
+(default postgresql://postgres@127.0.0.1:5432/test); when it cannot be
+reached its tests skip, except under CI=true, where they fail.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import io
+import os
+import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from linqwatch.config import Config, parse_config
 from linqwatch.daemon import Daemon
 from linqwatch.simulator import Delivery, SimulatedLinq, new_webhook_secret
+from linqwatch.store import redact_url
 from tests.standins.slack import SlackStandIn
 
 PROD = "+12025551234"
 STAGING = "+12025550000"
+POSTGRES = os.environ.get("LINQWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@functools.cache
+def _postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be used, or None; asked once per session."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES, timeout=5)
+        await conn.close()
+
+    problem: list[str] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(probe())
+        except Exception as exc:  # any failure to connect is the answer
+            problem.append(f"{type(exc).__name__}: {exc}")
+
+    # A thread of its own: its event loop never meets pytest-asyncio's.
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return problem[0] if problem else None
+
+
+def require_postgres() -> None:
+    problem = _postgres_problem()
+    if problem is None:
+        return
+    where = redact_url(POSTGRES)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL at {where} is required in CI but unreachable: {problem}")
+    pytest.skip(f"PostgreSQL at {where} unreachable ({problem}); set LINQWATCH_TEST_POSTGRES")
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A postgresql:// URL on a fresh schema (the store creates it), dropped afterwards."""
+    require_postgres()
+    schema = "lw_" + secrets.token_hex(6)
+    joiner = "&" if "?" in POSTGRES else "?"
+    try:
+        yield f"{POSTGRES}{joiner}schema={schema}"
+    finally:
+        conn = await asyncpg.connect(POSTGRES, timeout=5)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A `storage:` value: a SQLite file, or a PostgreSQL URL on a schema of its own."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "state.db")
+        return
+    async with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """For PostgreSQL-only tests: a URL on a schema of its own."""
+    async with postgres_schema() as url:
+        yield url
 
 
 async def until(
@@ -33,7 +113,7 @@ async def until(
 
 
 def daemon_config(
-    *, api_url: str, slack_url: str, storage: Path, secret: str, extra_rules: str = ""
+    *, api_url: str, slack_url: str, storage: str | Path, secret: str, extra_rules: str = ""
 ) -> Config:
     text = f"""
 linq:
@@ -42,7 +122,7 @@ linq:
   webhook_secrets: ["{secret}"]
 listen: 127.0.0.1:0
 poll: {{interval: 1h}}
-storage: {storage}
+storage: "{storage}"
 shutdown_grace: 2s
 lines:
   "*": {{env: staging}}
@@ -70,7 +150,7 @@ class World:
     linq: SimulatedLinq
     slack: SlackStandIn
     session: aiohttp.ClientSession
-    storage: Path
+    storage: str
     config: Config
     daemons: list[Daemon] = field(default_factory=list)
 
@@ -110,7 +190,7 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(storage: str) -> AsyncIterator[World]:
     secret = new_webhook_secret()
     linq = SimulatedLinq(api_key="test-api-key", webhook_secret=secret)
     linq.add_line(PROD)
@@ -118,7 +198,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     slack = SlackStandIn()
     api_url = await linq.start()
     slack_url = await slack.start()
-    storage = tmp_path / "state.db"
     config = daemon_config(api_url=api_url, slack_url=slack_url, storage=storage, secret=secret)
     async with aiohttp.ClientSession() as session:
         w = World(linq, slack, session, storage, config)

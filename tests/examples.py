@@ -17,6 +17,7 @@ EXAMPLE_ENV = {
     "SENDER_TOKEN": "sender-token-very-secret",
 }
 EXAMPLE_SUMMARY = (
-    "2 lines, 8 rules, 6 notifiers (oncall: pagerduty, ops-slack: slack,"
-    " ops-slack-hook: slack, ops-mail: email, sender: webhook, terminal: console)"
+    "2 lines, 8 rules, 7 notifiers (oncall: pagerduty, ops-slack: slack,"
+    " ops-slack-hook: slack, ops-mail: email, account-team: email, sender: webhook,"
+    " terminal: console)"
 )

@@ -277,10 +277,13 @@ CASES = [
     ),
     (K + "poll: {timeout: 0}", ["poll.timeout: must be more than 0"]),
     (
-        K + "storage: postgresql://db/x",
-        ["storage: PostgreSQL is not supported yet; give a file path"],
+        K + "storage: postgresql:///x",
+        [
+            "storage: a PostgreSQL URL needs a host,"
+            " like postgresql://linqwatch@db.example.com/linqwatch"
+        ],
     ),
-    (K + "storage: sqlite:///x.db", ["storage: give a file path, not a URL"]),
+    (K + "storage: sqlite:///x.db", ["storage: give a file path (SQLite) or a postgresql:// URL"]),
     (K + "listen: 8080", [f"{LISTEN} 8080"]),
     (K + 'listen: ":8080"', [f'{LISTEN} ":8080"']),
     (K + "listen: '::1:8080'", [f'{LISTEN} "::1:8080"']),

@@ -70,7 +70,8 @@ log: {{format: json}}
 lines:
   "{PROD}": {{env: production, name: Growth outbound 1}}
 notifiers:
-  ops-slack: {{type: slack, token: "{self.slack.token}", channel: "#l", api_url: "{self.slack_url}"}}
+  ops-slack:
+    {{type: slack, token: "{self.slack.token}", channel: "#l", api_url: "{self.slack_url}"}}
 rules:
 {rules}
 """

@@ -1,4 +1,4 @@
-"""End to end over HTTP: simulated Linq -> daemon (real SQLite) -> Slack stand-in."""
+"""End to end over HTTP: simulated Linq -> daemon (real SQLite or PostgreSQL) -> Slack stand-in."""
 
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ async def channels(tmp_path: Path) -> AsyncIterator[Channels]:
 linq: {{api_url: "{api_url}", api_key: k, webhook_secrets: ["{secret}"]}}
 listen: 127.0.0.1:0
 poll: {{interval: 1h}}
+storm: {{wait: 1s}}  # the storm guard holds pages this long; the default is 10s
 storage: {tmp_path / "state.db"}
 lines:
   "{PROD}": {{env: production, name: Growth outbound 1}}

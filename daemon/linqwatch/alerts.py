@@ -125,7 +125,7 @@ def evaluate(
             new_incidents.append(incident)
             if incident.announced:
                 notifications.append(
-                    (notifier, _notification(Event.FIRED, incident, line, labels, now, extra))
+                    (notifier, _notification(Event.FIRED, incident, line, labels, now, extra, rule))
                 )
         elif covering and incident is not None:
             lead = next((r for r in covering if r.name == incident.rule), covering[0])
@@ -134,7 +134,7 @@ def evaluate(
                 # Held back until now (a silence ended, a window opened): announce.
                 incident = replace(incident, announced=True, last_sent_at=now)
                 notifications.append(
-                    (notifier, _notification(Event.FIRED, incident, line, labels, now, extra))
+                    (notifier, _notification(Event.FIRED, incident, line, labels, now, extra, lead))
                 )
             elif (
                 incident.announced
@@ -144,12 +144,16 @@ def evaluate(
             ):
                 incident = replace(incident, last_sent_at=now)
                 notifications.append(
-                    (notifier, _notification(Event.REPEAT, incident, line, labels, now, extra))
+                    (
+                        notifier,
+                        _notification(Event.REPEAT, incident, line, labels, now, extra, lead),
+                    )
                 )
             new_incidents.append(incident)
         elif incident is not None and incident.announced and incident.send_resolved:
+            ended = next((r for r in rules if r.name == incident.rule), None)
             notifications.append(
-                (notifier, _notification(Event.RESOLVED, incident, line, labels, now, extra))
+                (notifier, _notification(Event.RESOLVED, incident, line, labels, now, extra, ended))
             )
 
     return Evaluation(
@@ -173,8 +177,16 @@ def _notification(
     labels: Mapping[str, str],
     now: float,
     extra: Mapping[str, object] | None,
+    rule: Rule | None = None,
 ) -> Notification:
     own_labels = {k: v for k, v in labels.items() if k != "name"}
+    more: dict[str, object] = dict(extra or {})
+    if rule is not None and rule.group_by is not None:
+        more["group_by"] = {
+            "labels": {k: labels.get(k, "") for k in rule.group_by},
+            "wait": rule.group_wait,
+            "interval": rule.group_interval,
+        }
     return Notification(
         event=event,
         incident_key=incident.key,
@@ -191,5 +203,5 @@ def _notification(
         since=line.since,
         at=now,
         note=RELEASED_NOTE if event is Event.RESOLVED and not line.present else None,
-        extra={**(extra or {}), "opened_at": incident.opened_at},
+        extra={**more, "opened_at": incident.opened_at},
     )

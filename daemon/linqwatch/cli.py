@@ -1,5 +1,9 @@
 """The command line: `linqwatch run`, `check-config`, `test-notify` and `demo`.
 
+The operator's commands (`lines`, `alerts`, `silence`, `history`, `report`)
+talk to a running daemon and live in operator_cli.py; `routes test` reads the
+config file alone and lives in routes.py.
+
 `main` returns the exit status; only the entry points turn it into an exit.
 Exit status 2 means the config was refused (or the command line was wrong);
 the daemon and the demo decide their own statuses.
@@ -13,6 +17,14 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import Config, ConfigError, load_config
+from .operator_cli import (
+    CLIENT_COMMANDS,
+    add_client_commands,
+    label_arg,
+    number_arg,
+    run_client_command,
+)
+from .routes import add_routes_command, run_routes_test
 
 __all__ = ["main"]
 
@@ -38,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("name", metavar="NAME", help="the notifier's name in the config")
     test.add_argument("-c", "--config", required=True, metavar="FILE", help="the config file")
     commands.add_parser("demo", help="run the whole pipeline against a simulated Linq")
+    add_client_commands(commands)
+    add_routes_command(commands, number=number_arg, label=label_arg)
     return parser
 
 
@@ -73,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .daemon import run_daemon
 
         return run_daemon(config, config_path=args.config)
+    if args.command in CLIENT_COMMANDS:
+        return run_client_command(args)
+    if args.command == "routes":
+        config = _load(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        return run_routes_test(config, args)
     if args.command == "test-notify":
         config = _load(args.config)
         if config is None:

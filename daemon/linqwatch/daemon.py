@@ -36,7 +36,7 @@ from .outbox import Outbox
 from .pipeline import Pipeline
 from .poller import Poller
 from .selfmon import MetaSignal, signals
-from .store import StorageError, Store, open_store
+from .store import StorageError, Store, open_store, redact_url
 from .systemd import SystemdNotifier
 
 __all__ = ["Daemon", "run_daemon"]
@@ -73,8 +73,10 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._reload_lock = asyncio.Lock()
+        self._told_ready = False
         self.replica = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.leader = False
+        self.watching = False  # decides the self-monitoring subjects (see _replica_tick)
         self.replicas_alive = 1
 
     # -- startup ----------------------------------------------------------
@@ -84,7 +86,13 @@ class Daemon:
         await self.store.open()
         self._session = aiohttp.ClientSession()
         self.outbox = Outbox(
-            self.store, self._notifiers(cfg), self.clock, self.metrics, delivery=cfg.delivery
+            self.store,
+            self._notifiers(cfg),
+            self.clock,
+            self.metrics,
+            delivery=cfg.delivery,
+            storm=cfg.storm,
+            pages=cfg.pages,
         )
         self.pipeline = Pipeline(
             self.store, cfg, self.clock, self.metrics, on_notifications=self.outbox.wake
@@ -101,6 +109,7 @@ class Daemon:
             metrics=self.metrics,
             listener=self.listener,
             ready=self.readiness,
+            pipeline=self.pipeline,
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
@@ -116,7 +125,7 @@ class Daemon:
         log.info(
             "linqwatch started",
             listen=f"{cfg.listen_host}:{self.port}",
-            storage=cfg.storage,
+            storage=redact_url(cfg.storage),  # a PostgreSQL URL may hold a password
             poll_interval=cfg.poll_interval,
             rules=len(cfg.rules),
             notifiers=sorted(cfg.notifiers),
@@ -168,7 +177,7 @@ class Daemon:
 
     async def _tick_loop(self) -> None:
         last_prune = 0.0
-        told_ready = False
+        reason = ""
         watchdog = self.systemd.watchdog_interval()
         last_watchdog = 0.0
         loop = asyncio.get_running_loop()
@@ -176,7 +185,8 @@ class Daemon:
             try:
                 await self._replica_tick()
                 await self.pipeline.tick()
-                await self.pipeline.evaluate_meta(self._signals())
+                if self.watching:
+                    await self.pipeline.evaluate_meta(self._signals())
                 now = self.clock.now()
                 if now - last_prune > 3600:
                     await self.store.prune(
@@ -185,9 +195,14 @@ class Daemon:
                     last_prune = now
             except StorageError as exc:
                 log.error("evaluation tick failed", error=str(exc))
-            if not told_ready and (await self.readiness())[0]:
-                self.systemd.ready()
-                told_ready = True
+            if not self._told_ready:
+                ready, why = await self.readiness()
+                if ready:
+                    self.systemd.ready()
+                    self._told_ready = True
+                elif why != reason:  # `systemctl status` shows why it is not ready yet
+                    self.systemd.status(why)
+                    reason = why
             # From the event loop itself, so a stuck loop stops the pings.
             if watchdog is not None and loop.time() - last_watchdog >= watchdog:
                 self.systemd.watchdog()
@@ -197,12 +212,23 @@ class Daemon:
 
     async def _replica_tick(self) -> None:
         now = self.clock.now()
-        self.replicas_alive = await self.store.heartbeat(self.replica, now, ttl=HEARTBEAT_TTL)
+        # Leadership first: try_lead answers False rather than raise, so a
+        # replica cut off from the database stops leading even though the
+        # heartbeat below then fails.
         leader = self.config.poll_interval > 0 and await self.store.try_lead("poller")
         if leader != self.leader:
             log.info("poller leadership", leader=leader, replica=self.replica)
             self.leader = leader
         self.metrics.poller_leader.set(int(leader))
+        # One replica decides the self-monitoring subjects: each replica sees only
+        # its own polls, webhooks and deliveries, and two views of one subject
+        # would fire and resolve it in turn, every tick. The poller's leader sees
+        # the polls (poller_failing, webhooks_silent); without polling, any one.
+        if self.config.poll_interval > 0:
+            self.watching = leader
+        else:
+            self.watching = await self.store.try_lead("self_monitoring")
+        self.replicas_alive = await self.store.heartbeat(self.replica, now, ttl=HEARTBEAT_TTL)
         self.metrics.replicas.set(self.replicas_alive)
 
     def _signals(self) -> list[MetaSignal]:
@@ -232,12 +258,13 @@ class Daemon:
             log.warning("reload asked, but the config came from no file")
             return False
         async with self._reload_lock:
+            if not self._told_ready:  # systemd must not hear READY before the real one
+                return await self._reload(self.config_path)
             self.systemd.reloading()
             try:
-                ok = await self._reload(self.config_path)
+                return await self._reload(self.config_path)
             finally:
                 self.systemd.ready()
-            return ok
 
     async def _reload(self, path: str | Path) -> bool:
         try:
@@ -262,6 +289,7 @@ class Daemon:
         self.pipeline.config = new
         self.listener.set_secrets(new.linq.webhook_secrets)
         await self.outbox.update(self._notifiers(new), new.delivery)
+        self.outbox.storm, self.outbox.pages = new.storm, new.pages
         if (old.linq, old.poll_interval, old.poll_timeout) != (
             new.linq,
             new.poll_interval,

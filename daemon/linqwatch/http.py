@@ -8,10 +8,13 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from .admin import mount_admin
 from .config import Config
 from .listener import MAX_BODY, WebhookListener
 from .metrics import Metrics
 from .model import LineState
+from .pipeline import Pipeline
+from .statuspage import mount_status_page
 from .store import StorageError, Store
 from .texts import format_time
 
@@ -44,6 +47,7 @@ def build_app(
     metrics: Metrics,
     listener: WebhookListener,
     ready: Callable[[], Awaitable[tuple[bool, str]]],
+    pipeline: Pipeline | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
 
@@ -99,4 +103,7 @@ def build_app(
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/api/v1/lines", lines_view)
     app.router.add_get("/api/v1/lines/{number}", line_view)
+    if pipeline is not None:  # the operator's tools: admin API (token) and status page
+        mount_admin(app, pipeline=pipeline, config=config)
+        mount_status_page(app, pipeline=pipeline, config=config)
     return app

@@ -56,6 +56,15 @@ def apply(
         status, health, doc_url = state.status, state.health, state.doc_url
 
     if (status, health, present) == (state.status, state.health, state.present):
+        if (
+            obs.source is Source.POLL
+            and doc_url == state.doc_url
+            and state.pending_status is None
+            and state.pending_health is None
+        ):
+            # A poll confirming the line, the common case: nothing to settle.
+            # Checked before building copies, as a poll asks this of every line.
+            return Transition(Outcome.UNCHANGED, state, None)
         settled = replace(state, doc_url=doc_url, pending_status=None, pending_health=None)
         if obs.source is Source.WEBHOOK and obs.kind is ObservationKind.STATUS:
             # A webhook reports a transition at observed_at even when we already

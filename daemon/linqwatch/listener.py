@@ -70,7 +70,9 @@ class WebhookListener:
             return self._answer(413, "too_large", "body larger than 1 MiB")
         try:
             body = await request.content.read(MAX_BODY + 1)
-        except OSError:
+        except (OSError, web.RequestPayloadError):
+            # RequestPayloadError: a body that does not decode as its
+            # Content-Encoding says (found by tests/test_fuzz.py; it was a 500).
             return self._answer(400, "unreadable", "could not read the request body")
         if len(body) > MAX_BODY:
             return self._answer(413, "too_large", "body larger than 1 MiB")

@@ -83,6 +83,7 @@ class LineState:
 class Event(StrEnum):
     FIRED = "fired"
     REPEAT = "repeat"
+    UPDATED = "updated"  # a group's lines changed (joined or recovered)
     RESOLVED = "resolved"
     TEST = "test"
 

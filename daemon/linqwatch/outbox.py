@@ -18,16 +18,40 @@ from dataclasses import replace
 
 import structlog
 
+from . import templating
 from .clock import Clock
 from .config import DeliverySettings
 from .durations import format_duration
+from .groups import (
+    STORM,
+    STORM_ENDED,
+    Group,
+    GroupChange,
+    StormSettings,
+    due,
+    is_group_notification,
+    on_member,
+    storm_ended_marker,
+    storm_forming,
+)
 from .metrics import Metrics
+from .model import Event
 from .notifiers.base import DeliveryError, Notifier, Reason
 from .store import Job, StorageError, Store
 
 __all__ = ["Backoff", "Outbox"]
 
 log = structlog.get_logger("linqwatch.outbox")
+
+
+def _templates(
+    delivery: Mapping[str, DeliverySettings],
+) -> dict[str, templating.MessageTemplates]:
+    return {
+        name: templating.compile_templates(d.templates)
+        for name, d in delivery.items()
+        if d.templates
+    }
 
 
 class Backoff:
@@ -55,10 +79,15 @@ class Outbox:
         delivery: Mapping[str, DeliverySettings] | None = None,
         backoff: Backoff | None = None,
         send_timeout: float = 30.0,
+        storm: StormSettings | None = None,
+        pages: frozenset[str] = frozenset(),
     ) -> None:
+        self.storm = storm or StormSettings(enabled=False)
+        self.pages = pages  # page-type notifiers: the storm guard holds and gathers them
         self.store = store
         self.notifiers = dict(notifiers)
         self.delivery = dict(delivery or {})
+        self.templates = _templates(self.delivery)
         self.clock = clock
         self.metrics = metrics
         self.backoff = backoff or Backoff()
@@ -96,6 +125,7 @@ class Outbox:
         gone = [name for name in self._tasks if name not in notifiers]
         self.notifiers = dict(notifiers)
         self.delivery = dict(delivery)
+        self.templates = _templates(self.delivery)
         await self._stop_workers(gone, within=self.send_timeout)
         for name in self.notifiers:
             if name not in self._tasks:
@@ -139,6 +169,7 @@ class Outbox:
         while not stop.is_set():
             wake.clear()
             try:
+                await self._announce(name)
                 sent = await self.deliver_one(name)
                 if sent:
                     continue
@@ -168,6 +199,7 @@ class Outbox:
         """Send every job that is due now, notifier after notifier (tests, shutdown)."""
         count = 0
         for name in self.notifiers:
+            await self._announce(name)
             while await self.deliver_one(name):
                 count += 1
         return count
@@ -198,10 +230,16 @@ class Outbox:
                 "notification follows its incident to the fallback", fallback=fallback, **fields
             )
             return
+        if not is_group_notification(n) and await self._grouped(job):
+            return
         try:
             receipts = await self.store.receipts(job.notifier, n.incident_key)
-            async with asyncio.timeout(self.send_timeout):
-                receipt = await notifier.send(n, receipts)
+            wording = templating.current.set(self.templates.get(job.notifier))
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    receipt = await notifier.send(n, receipts)
+            finally:
+                templating.current.reset(wording)
         except DeliveryError as exc:
             await self._failed(job, exc, fields)
             return
@@ -220,6 +258,57 @@ class Outbox:
         self.gave_up_at.pop(job.notifier, None)
         self.metrics.notifications.labels(notifier=job.notifier, result="sent", reason="").inc()
         log.info("notification sent", **fields)
+
+    async def _grouped(self, job: Job) -> bool:
+        """The grouping stage: True if the job went into (or waits for) a group."""
+        n, name, now, storm = job.notification, job.notifier, self.clock.now(), self.storm
+        page = name in self.pages and storm.enabled and n.event is Event.FIRED
+
+        def step(groups: list[Group], fires: list[float]) -> GroupChange | None:
+            ended = max((g.opened_at for g in groups if g.key == STORM_ENDED), default=0.0)
+            fires = [t for t in fires if t > ended]  # a finished storm no longer counts
+            had_storm = any(g.label == STORM for g in groups)
+            storm_on = page and (had_storm or storm_forming(fires, now, storm))
+            if page and not storm_on:
+                # Alone, a page waits `wait` for a storm to form; while other lines
+                # are flagging too, up to `window`, since a storm may be building.
+                others = sum(1 for t in fires if abs(now - t) < storm.window) > 1
+                hold = max(storm.wait, storm.window) if others else storm.wait
+                if now < job.created_at + hold:
+                    return GroupChange(tuple(groups), postpone=(job.id, job.created_at + hold))
+            decided = on_member(n, name, groups, now, storm=storm, storm_on=storm_on)
+            if decided is None:
+                return None
+            after = list(decided.groups)
+            if had_storm and not any(g.label == STORM for g in after):
+                # The storm is over: from now on a flag pages on its own again.
+                after = [g for g in after if g.key != STORM_ENDED]
+                after.append(storm_ended_marker(name, now))
+            return GroupChange(
+                tuple(after),
+                decided.send,
+                absorbed_job=job.id,
+                hurry=storm_on and not had_storm,  # pages held for the storm join it now
+            )
+
+        since = now - storm.window if page else None
+        change = await self.store.group_step(name, step, now=now, fires_since=since)
+        if change is None:
+            return False
+        await self._announce(name)
+        return True
+
+    async def _announce(self, name: str) -> None:
+        """Send what groups have to say now (their first word after group_wait, updates)."""
+        now = self.clock.now()
+
+        def step(groups: list[Group], _: list[float]) -> GroupChange | None:
+            if not groups:
+                return None
+            decided = due(groups, now)
+            return GroupChange(decided.groups, decided.send) if decided.changed else None
+
+        await self.store.group_step(name, step, now=now, fires_since=None)
 
     async def _failed(self, job: Job, exc: DeliveryError, fields: dict[str, object]) -> None:
         now = self.clock.now()

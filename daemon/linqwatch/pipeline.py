@@ -19,7 +19,7 @@ import structlog
 from .alerts import AlertState, Evaluation, Incident, evaluate
 from .clock import Clock
 from .config import Config
-from .linestate import Outcome, Transition
+from .linestate import Outcome, Transition, apply
 from .metrics import Metrics
 from .model import LineState, Observation, ObservationKind, Source
 from .muting import FiringAlert, Muting
@@ -129,9 +129,21 @@ class Pipeline:
         """Apply one poll: every listed line, and a release for each line it no longer lists."""
         listed = {o.number: o for o in observations}
         changed = 0
+        # One read of every line instead of one transaction per listed line:
+        # most polls confirm what is stored, and `apply` (pure) tells which
+        # observations would store nothing. Only the others go through the
+        # store, which decides again inside its transaction, so a webhook
+        # landing meanwhile is still ordered correctly.
+        stored = {line.number: line for line in await self.store.lines()}
+        now = self.clock.now()
         for obs in listed.values():
+            before = stored.get(obs.number)
+            if before is not None and _stores_nothing(before, obs, now, self.config.poll_interval):
+                continue
             changed += (await self.observe(obs)).changed
-        for line in await self.store.lines():
+        # The same snapshot finds the lines this poll no longer lists; a line a
+        # webhook assigned meanwhile is not in it, so it is not released by mistake.
+        for line in stored.values():
             if line.present and line.number not in listed:
                 gone = Observation(
                     number=line.number,
@@ -213,6 +225,12 @@ class Pipeline:
 
 
 Subject = tuple[LineState | None, dict[str, str], dict[str, object] | None]
+
+
+def _stores_nothing(before: LineState, obs: Observation, now: float, poll_interval: float) -> bool:
+    """True when recording `obs` would change nothing stored (a poll confirming the line)."""
+    transition = apply(before, obs, now=now, poll_interval=poll_interval)
+    return transition.outcome is Outcome.UNCHANGED and transition.after is None
 
 
 def _fixed(

@@ -61,6 +61,9 @@ class Rule:
     hold: float = 0.0  # YAML `for`, seconds
     repeat: float = 0.0  # seconds; 0 = no reminders
     send_resolved: bool = True
+    group_by: tuple[str, ...] | None = None  # None: one notification per line
+    group_wait: float = 0.0
+    group_interval: float = 300.0
 
     def severity_for(self, line: LineState) -> str:
         if self.severity:

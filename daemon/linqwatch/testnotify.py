@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from . import templating
 from .clock import Clock, SystemClock
 from .config import Config
 from .model import Event, Notification
@@ -53,6 +54,8 @@ async def send_test(config: Config, name: str, clock: Clock | None = None) -> tu
     async with aiohttp.ClientSession() as session:
         ctx = NotifierContext(session=session, clock=clock)
         notifier = create_notifier(name, config.notifiers[name], ctx)
+        overrides = config.delivery[name].templates
+        templating.current.set(templating.compile_templates(overrides) if overrides else None)
         try:
             await notifier.send(build_test_notification(config, name, clock.now()), [])
         except DeliveryError as exc:

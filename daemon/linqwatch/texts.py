@@ -10,14 +10,18 @@ shown verbatim: they are data, never an error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import phonenumbers
 
 from .clock import from_ts
 from .model import FLAGGED, Event, Notification
+from .templating import MessageTemplates, render
 
 __all__ = [
     "SUMMARY_LIMIT",
     "fact_rows",
+    "facts",
     "fallback_note",
     "format_duration",
     "format_number",
@@ -148,26 +152,25 @@ def fallback_note(n: Notification) -> str | None:
     return f"Sent here instead of {original}: {reason}"
 
 
-def headline(n: Notification) -> str:
-    """One line that says what happened to which line: a page title, a subject."""
-    text = _headline(n)
-    original = n.extra.get("fallback_for")
-    return f"{text} (instead of {original})" if original else text
+def _group(n: Notification) -> dict[str, object] | None:
+    group = n.extra.get("group")
+    return group if isinstance(group, dict) else None
 
 
-def _headline(n: Notification) -> str:
-    title = line_title(n)
-    if n.event is Event.TEST:
-        return "Test notification from linqwatch"
-    if n.event is Event.RESOLVED:
-        if n.note:
-            return f"Resolved: {title} ({n.note})"
-        if n.status == FLAGGED:
-            return f"Resolved (still FLAGGED): {title}"
-        return f"Recovered ({_resolved_state(n)}): {title}"
-    if n.event is Event.REPEAT:
-        return f"Still {_condition(n)}: {title}"
-    return f"{_fired_word(n)}: {title}"
+def _lines_phrase(count: int) -> str:
+    return "1 line" if count == 1 else f"{count} lines"
+
+
+def _group_lines(entries: object) -> str:
+    if not isinstance(entries, list):
+        return ""
+    shown = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            number = format_number(str(entry.get("number")))
+            name = entry.get("name")
+            shown.append(f"{name} ({number})" if name else number)
+    return ", ".join(shown)
 
 
 def _change(current: str | None, previous: str | None, *, missing: str) -> str:
@@ -202,38 +205,97 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def summary(n: Notification) -> str:
+_META_TITLES = {
+    "poller_failing": "polls of the Linq API are failing",
+    "webhook_auth_failing": "webhook signatures are failing",
+    "webhooks_silent": "Linq webhooks are missing",
+    "notifier_failing": "a notifier is failing",
+}
+
+
+def facts(n: Notification) -> dict[str, Any]:
+    """Everything a message template may use: plain values, no objects."""
+    group = _group(n)
+    meta = n.extra.get("meta")
+    out: dict[str, Any] = {
+        "event": n.event.value,
+        "test": n.event is Event.TEST,
+        "rule": n.rule,
+        "severity": n.severity,
+        "number": n.number,
+        "number_formatted": format_number(n.number),
+        "name": n.name,
+        "title": line_title(n),
+        "labels": dict(n.labels),
+        "status": _status(n.status),
+        "previous_status": n.previous_status,
+        "health": n.health,
+        "previous_health": n.previous_health,
+        "status_change": _status_change(n),
+        "health_change": _health_change(n),
+        "health_known": bool(n.health or n.previous_health),
+        "condition": _condition(n),
+        "fired_word": _fired_word(n),
+        "resolved_state": _resolved_state(n),
+        "still_flagged": n.status == FLAGGED,
+        "since": format_time(n.since),
+        "at": format_time(n.at),
+        "duration": format_duration(max(n.at - n.since, 0)),
+        "sendable": n.sendable,
+        "doc_url": n.doc_url,
+        "note": n.note,
+        "fallback_for": n.extra.get("fallback_for"),
+        "fallback": fallback_note(n),
+        "group": None,
+        "meta": None,
+    }
+    if group is not None:
+        lines = group.get("lines") or []
+        count = len(lines) if isinstance(lines, list) else 0
+        out["group"] = {
+            "label": group.get("label"),
+            "storm": bool(group.get("storm")),
+            "what": "storm" if group.get("storm") else str(group.get("label")),
+            "count": count,
+            "count_text": _lines_phrase(count),
+            "lines_text": _group_lines(group.get("lines")),
+            "recovered_text": _group_lines(group.get("recovered")),
+        }
+    if isinstance(meta, str):
+        detail = n.extra.get("detail")
+        title = _META_TITLES.get(meta, meta)
+        notifier = n.labels.get("notifier")
+        if notifier:
+            title = f"notifier {notifier} is failing"
+        out["meta"] = {"kind": meta, "title": title, "detail": str(detail or title)}
+    return out
+
+
+def headline(n: Notification, templates: MessageTemplates | None = None) -> str:
+    """One line that says what happened to which line: a page title, a subject."""
+    return render("headline", facts(n), templates)
+
+
+def summary(n: Notification, templates: MessageTemplates | None = None) -> str:
     """One sentence fit for a page or a chat fallback, at most SUMMARY_LIMIT chars."""
-    if n.event is Event.TEST:
-        return (
-            "Test notification from linqwatch: delivery through this notifier works; "
-            "no line is affected."
-        )
-    title = line_title(n)
-    health = f", health {_health_change(n)}" if n.health or n.previous_health else ""
-    rule = f'rule "{n.rule}", severity {n.severity}'
-    since = format_time(n.since)
-    if n.event is Event.RESOLVED:
-        resolved = f'the alert from rule "{n.rule}" is resolved'
-        if n.note:
-            text = f"Line {title}: {n.note}; {resolved}."
-        else:
-            text = f"Line {title} is now {_status_change(n)}{health} since {since}; {resolved}."
-    elif n.event is Event.REPEAT:
-        text = (
-            f"Line {title} is still {_status_change(n)}{health} after "
-            f"{format_duration(n.at - n.since)} (since {since}); {rule}."
-        )
-    else:
-        text = f"Line {title} is {_status_change(n)}{health} since {since}; {rule}."
-    fallback = fallback_note(n)
-    if fallback:
-        text = f"{text} {fallback}."
-    return _truncate(text, SUMMARY_LIMIT)
+    known = facts(n)
+    known["headline"] = render("headline", known, templates)
+    return _truncate(render("summary", known, templates), SUMMARY_LIMIT)
+
+
+def _group_rows(n: Notification, group: dict[str, object]) -> list[tuple[str, str]]:
+    rows = [("Lines", _group_lines(group.get("lines")) or "none left")]
+    recovered = _group_lines(group.get("recovered"))
+    if recovered:
+        rows.append(("Recovered", recovered))
+    return [*rows, ("Since", format_time(n.since)), ("Rule", n.rule), ("Severity", n.severity)]
 
 
 def fact_rows(n: Notification) -> list[tuple[str, str]]:
     """Label/value pairs every channel shows below the headline, in this order."""
+    group = _group(n)
+    if group is not None:
+        return _group_rows(n, group)
     rows: list[tuple[str, str]] = [("Line", format_number(n.number))]
     if n.name:
         rows.append(("Name", n.name))

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..durations import format_duration
+from ..groups import StormSettings
 from ..muting import ActiveTime, Inhibition, Mute, Selector
 from ..notifiers import REGISTRY
 from ..rules import Matcher, Rule
@@ -30,6 +31,7 @@ from .schema import (
     DEFAULT_STORAGE,
     DELIVERY_KEYS,
     ActiveTimeSettings,
+    AdminSettings,
     DeliverySettings,
     Duration,
     InhibitSettings,
@@ -43,6 +45,7 @@ from .schema import (
     SelectorSettings,
     SelfMonitoringSettings,
     StoragePath,
+    StormGuardSettings,
 )
 from .source import Expanded, interpolate, read_yaml
 
@@ -59,7 +62,9 @@ _PARTS: dict[str, tuple[TypeAdapter[Any], object]] = {
     "log": (TypeAdapter(LogSettings), {}),
     "self_monitoring": (TypeAdapter(SelfMonitoringSettings), {}),
     "inhibit": (TypeAdapter(list[InhibitSettings]), []),
+    "storm": (TypeAdapter(StormGuardSettings), {}),
     "lines": (TypeAdapter(Lines), {}),
+    "admin": (TypeAdapter(AdminSettings), {}),
 }
 _ENTRY_PARTS = ("notifiers", "rules")  # validated entry by entry
 
@@ -307,6 +312,7 @@ def _compile(parts: _Parts) -> Config:
     timeout = min(poll.timeout, poll.interval) if poll.interval > 0 else poll.timeout
     return Config(
         linq=values["linq"],
+        admin=values["admin"],
         listen_host=host,
         listen_port=port,
         poll_interval=poll.interval,
@@ -322,6 +328,13 @@ def _compile(parts: _Parts) -> Config:
         delivery=MappingProxyType(dict(parts.delivery)),
         self_monitoring=_meta_settings(values["self_monitoring"]),
         inhibitions=tuple(_inhibition(i) for i in values["inhibit"]),
+        storm=StormSettings(**values["storm"].model_dump()),
+        pages=frozenset(
+            name
+            for name, model in parts.notifiers.items()
+            if parts.delivery[name].page
+            or (parts.delivery[name].page is None and getattr(model, "type", "") == "pagerduty")
+        ),
         rule_windows=MappingProxyType(
             {r.name: _window(r.active_time) for r in parts.rules if r and r.active_time}
         ),
@@ -381,4 +394,7 @@ def _rule(settings: RuleSettings) -> Rule:
         hold=settings.hold,
         repeat=settings.repeat,
         send_resolved=settings.send_resolved,
+        group_by=settings.group_by,
+        group_wait=settings.group_wait,
+        group_interval=settings.group_interval,
     )

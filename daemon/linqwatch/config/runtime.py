@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from ..groups import StormSettings
 from ..muting import ActiveTime, Inhibition
 from ..rules import Rule
 from ..selfmon import MetaSettings
-from .schema import DeliverySettings, LinqSettings
+from .schema import AdminSettings, DeliverySettings, LinqSettings
 
-__all__ = ["Config", "DeliverySettings", "LinqSettings"]
+__all__ = ["AdminSettings", "Config", "DeliverySettings", "LinqSettings"]
 
 
 def _count(n: int, noun: str) -> str:
@@ -37,8 +38,11 @@ class Config:
     delivery: Mapping[str, DeliverySettings]  # name -> fallback and give_up_after
     self_monitoring: MetaSettings
     inhibitions: tuple[Inhibition, ...] = ()
+    storm: StormSettings = field(default_factory=StormSettings)
+    pages: frozenset[str] = frozenset()  # page-type notifiers, for the storm guard
     rule_windows: Mapping[str, ActiveTime] = field(default_factory=dict)
     notifier_windows: Mapping[str, ActiveTime] = field(default_factory=dict)
+    admin: AdminSettings = field(default_factory=AdminSettings)  # token and public_read
 
     def labels_for(self, number: str) -> dict[str, str]:
         """The line's labels over the `"*"` defaults."""

@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_STORAGE",
     "ActiveTimeSettings",
+    "AdminSettings",
     "DeliverySettings",
     "Duration",
     "InhibitSettings",
@@ -52,6 +53,8 @@ __all__ = [
     "RuleSettings",
     "SelfMonitoringSettings",
     "StoragePath",
+    "StorageSetting",
+    "StormGuardSettings",
     "WhenSettings",
     "is_e164",
 ]
@@ -139,14 +142,36 @@ def _listen(value: object) -> tuple[str, int]:
 ListenAddress = Annotated[tuple[str, int], BeforeValidator(_listen)]
 
 
+class StorageSetting(str):
+    """The `storage:` value: a SQLite file path or a postgresql:// URL.
+
+    A plain str to everything that uses it (open_store connects with it), but
+    its repr hides a password in the URL, so `repr(config)` never shows one.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        # Imported here, not at the top: the store package imports much of
+        # linqwatch, and config must stay importable from any of it.
+        from ..store.dsn import redact_url
+
+        return repr(redact_url(str(self)))
+
+
 def _storage(value: str) -> str:
-    if value.startswith(("postgresql://", "postgres://")):
-        raise custom_error("PostgreSQL is not supported yet; give a file path")
-    if "://" in value:
-        raise custom_error("give a file path, not a URL")
+    from ..store.dsn import is_postgres_url, parse_postgres_url  # see StorageSetting
+
     if not value.strip():
         raise custom_error("must not be empty")
-    return value
+    if is_postgres_url(value):
+        try:
+            parse_postgres_url(value)  # its messages never quote the URL (a password)
+        except ValueError as error:
+            raise custom_error(str(error)) from None
+    elif "://" in value:
+        raise custom_error("give a file path (SQLite) or a postgresql:// URL")
+    return StorageSetting(value)
 
 
 StoragePath = Annotated[str, AfterValidator(_storage)]
@@ -348,6 +373,18 @@ class DeliverySettings(_Strict):
     fallback: str | None = None  # another notifier to use when this one keeps failing
     give_up_after: Duration = 600.0  # how long to keep failing before the fallback
     active_time: ActiveTimeSettings | None = None  # outside it, notifications wait or drop
+    page: bool | None = None  # a pager (storm guard applies); unset: true for pagerduty
+    templates: dict[str, str] | None = None  # message overrides: headline, summary
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_work(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            # Imported here: templates_check imports texts, which config must not need early.
+            from .templates_check import check_templates
+
+            check_templates(value)
+        return value
 
     @field_validator("give_up_after")
     @classmethod
@@ -358,6 +395,14 @@ class DeliverySettings(_Strict):
 
 
 DELIVERY_KEYS = frozenset(DeliverySettings.model_fields)
+
+
+class StormGuardSettings(_Strict):
+    enabled: bool = True
+    threshold: Annotated[int, Field(ge=1)] = 5
+    window: Duration = 60.0
+    wait: Duration = 10.0
+    interval: Duration = 60.0
 
 
 class SelectorSettings(_Strict):
@@ -376,6 +421,27 @@ class InhibitSettings(_Strict):
     source: SelectorSettings
     target: SelectorSettings
     equal: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ()
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def _admin_token(value: SecretStr | None) -> SecretStr | None:
+    # A short token can be guessed over the network; never quote it back.
+    if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+        raise custom_error(
+            f"too short: use at least {MIN_TOKEN_LENGTH} characters (e.g. openssl rand -hex 32)"
+        )
+    return value
+
+
+class AdminSettings(_Strict):
+    """The admin API (silences, alerts, history, report) and the status page."""
+
+    token: Annotated[
+        SecretStr | None, BeforeValidator(_secret_or_none), AfterValidator(_admin_token)
+    ] = None
+    public_read: bool = False  # read endpoints and the status page without the token
 
 
 class LogSettings(_Strict):
@@ -435,6 +501,9 @@ class RuleSettings(_Strict):
     ] = None
     hold: Duration = Field(default=0.0, alias="for")
     active_time: ActiveTimeSettings | None = None
+    group_by: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] | None = None
+    group_wait: Duration = 0.0
+    group_interval: Duration = 300.0
     repeat: Duration = 0.0  # 0: no reminders
     send_resolved: bool = True
 

@@ -389,6 +389,8 @@ class EmailNotifier:
         self._secrets = _secret_forms(config.username, config.password)
 
     async def send(self, notification: Notification, receipts: Sequence[Receipt]) -> Receipt | None:
+        if notification.event is Event.UPDATED:
+            return None  # a group is one mail when it opens and one when it resolves
         c = self._config
         message_id = make_msgid("linqwatch", domain=_msgid_domain(c.sender))
         message = build_message(

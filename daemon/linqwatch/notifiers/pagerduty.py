@@ -202,6 +202,11 @@ def build_custom_details(n: Notification) -> dict[str, Any]:
     if fallback:
         details["fallback_for"] = str(n.extra["fallback_for"])
         details["fallback"] = fallback
+    group = n.extra.get("group")
+    if isinstance(group, dict):  # one alert for many lines: list them all
+        details["group"] = group.get("label")
+        details["lines"] = group.get("lines", [])
+        details["recovered"] = group.get("recovered", [])
     return details
 
 

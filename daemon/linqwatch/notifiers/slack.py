@@ -309,6 +309,8 @@ class SlackNotifier:
             return await self._resolve(notification, parent)
         if parent is not None and notification.event is Event.REPEAT:
             return await self._reply(notification, parent)
+        if parent is not None and notification.event is Event.UPDATED:
+            return await self._update(notification, parent)
         return await self._post(build_payload(notification))
 
     async def _call(
@@ -355,6 +357,21 @@ class SlackNotifier:
                 raise
             return await self._post(build_payload(n))
         return {"channel": response["channel"], "ts": response["ts"], "thread_ts": ts}
+
+    async def _update(self, n: Notification, parent: tuple[str, str]) -> Receipt:
+        """A group's lines changed: the message is updated in place."""
+        channel, ts = parent
+        payload = build_payload(n)
+        request = self._client().chat_update(
+            channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"]
+        )
+        try:
+            await self._call("chat.update", request)
+        except _SlackError as exc:
+            if exc.slack_error not in _MESSAGE_GONE:
+                raise
+            return await self._post(payload)
+        return {"channel": channel, "ts": ts}
 
     async def _resolve(self, n: Notification, parent: tuple[str, str]) -> Receipt:
         channel, ts = parent

@@ -227,6 +227,13 @@ def build_body(n: Notification) -> dict[str, Any]:
         value = n.extra.get(key)
         if isinstance(value, str):
             body[key] = value
+    group = n.extra.get("group")
+    if isinstance(group, dict):  # many lines in one notification: a sender pauses each
+        body["group"] = {
+            "label": group.get("label"),
+            "lines": group.get("lines", []),
+            "recovered": group.get("recovered", []),
+        }
     return body
 
 

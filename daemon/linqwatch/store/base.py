@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..alerts import AlertState, Evaluation, Incident
+from ..groups import Group, GroupChange, GroupStep
 from ..linestate import Transition
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
@@ -127,6 +128,16 @@ class Store(Protocol):
         self, job_id: int, *, error: str, now: float, handed_to: str | None = None
     ) -> None:
         """Stop trying the job; `handed_to` names the fallback that takes it over."""
+        ...
+
+    # groups (see groups.py): one notifier's worker owns its groups
+    async def groups(self, notifier: str) -> list[Group]: ...
+    async def group_step(
+        self, notifier: str, step: GroupStep, *, now: float, fires_since: float | None
+    ) -> GroupChange | None:
+        """Read the notifier's groups (and, with `fires_since`, the creation times of its
+        FIRED jobs since then), decide (pure), commit the change: one transaction that
+        holds the notifier's groups, so replicas never decide about them at once."""
         ...
 
     async def handed_to(self, notifier: str, incident_key: str) -> str | None:

@@ -18,78 +18,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..alerts import AlertState, Evaluation, Incident
+from ..groups import Group, GroupChange, GroupStep
 from ..linestate import Outcome, Transition, apply
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
 from ..silences import Silence
+from . import sqlite_rows as codec
 from .base import Decision, HistoryEntry, Job, StorageError
+from .sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-
-# Each entry upgrades the schema by one version; PRAGMA user_version records
-# how many have been applied. Never edit an entry that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE lines (
-        number TEXT PRIMARY KEY,
-        status TEXT, health TEXT, doc_url TEXT,
-        since REAL NOT NULL, changed_at REAL NOT NULL,
-        source TEXT NOT NULL, received_at REAL NOT NULL,
-        present INTEGER NOT NULL,
-        previous_status TEXT, previous_health TEXT,
-        pending_status TEXT, pending_health TEXT
-    );
-    CREATE TABLE webhook_ids (event_id TEXT PRIMARY KEY, received_at REAL NOT NULL);
-    CREATE INDEX webhook_ids_received ON webhook_ids (received_at);
-    CREATE TABLE history (
-        id INTEGER PRIMARY KEY,
-        number TEXT NOT NULL, at REAL NOT NULL, received_at REAL NOT NULL,
-        source TEXT NOT NULL, status TEXT, health TEXT, present INTEGER NOT NULL,
-        previous_status TEXT, previous_health TEXT
-    );
-    CREATE INDEX history_number ON history (number, id);
-    CREATE TABLE alerts (
-        number TEXT NOT NULL, rule TEXT NOT NULL,
-        active_since REAL NOT NULL, fired_at REAL,
-        PRIMARY KEY (number, rule)
-    );
-    CREATE TABLE incidents (
-        number TEXT NOT NULL, notifier TEXT NOT NULL, key TEXT NOT NULL,
-        rule TEXT NOT NULL, severity TEXT NOT NULL,
-        opened_at REAL NOT NULL, last_sent_at REAL NOT NULL,
-        repeat REAL NOT NULL, send_resolved INTEGER NOT NULL,
-        PRIMARY KEY (number, notifier)
-    );
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        notifier TEXT NOT NULL, incident_key TEXT NOT NULL,
-        notification TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL, due_at REAL NOT NULL,
-        first_failed_at REAL, last_error TEXT,
-        done_at REAL, receipt TEXT
-    );
-    CREATE INDEX outbox_pending ON outbox (notifier, state, due_at);
-    CREATE INDEX outbox_incident ON outbox (notifier, incident_key, state);
-    """,
-    # 2: which fallback a job was handed to, so the rest of its incident follows
-    """
-    ALTER TABLE outbox ADD COLUMN handed_to TEXT;
-    """,
-    # 3: silences, and incidents the mute stage holds back
-    """
-    CREATE TABLE silences (
-        id TEXT PRIMARY KEY, body TEXT NOT NULL,
-        ends_at REAL NOT NULL, created_at REAL NOT NULL
-    );
-    ALTER TABLE incidents ADD COLUMN announced INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE incidents ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
-    """,
-)
-
 
 # A pending job of one notifier with no earlier pending job of the same
 # incident: only these may be sent (a recovery waits behind its fire).
@@ -204,12 +144,12 @@ class SQLiteStore:
                     return Transition(Outcome.DUPLICATE, None, None)
             row = db.execute("SELECT * FROM lines WHERE number = ?", (obs.number,)).fetchone()
             transition = apply(
-                _line(row) if row else None, obs, now=now, poll_interval=poll_interval
+                codec.line(row) if row else None, obs, now=now, poll_interval=poll_interval
             )
             if transition.after is not None:
-                _save_line(db, transition.after)
+                codec.save_line(db, transition.after)
             if transition.changed and transition.after is not None:
-                _append_history(db, transition.after)
+                codec.append_history(db, transition.after)
             return transition
 
         return await self._run(self._tx(work))
@@ -218,7 +158,7 @@ class SQLiteStore:
         rows = await self._run(
             lambda: self._conn().execute("SELECT * FROM lines ORDER BY number").fetchall()
         )
-        return [_line(r) for r in rows]
+        return [codec.line(r) for r in rows]
 
     async def line(self, number: str) -> LineState | None:
         row = await self._run(
@@ -226,7 +166,7 @@ class SQLiteStore:
                 self._conn().execute("SELECT * FROM lines WHERE number = ?", (number,)).fetchone()
             )
         )
-        return _line(row) if row else None
+        return codec.line(row) if row else None
 
     async def history(self, number: str | None = None, *, limit: int = 100) -> list[HistoryEntry]:
         def work() -> list[sqlite3.Row]:
@@ -255,7 +195,7 @@ class SQLiteStore:
     # -- alerts -----------------------------------------------------------
 
     async def alert_state(self, number: str) -> tuple[dict[str, AlertState], dict[str, Incident]]:
-        return await self._run(lambda: _alert_state(self._conn(), number))
+        return await self._run(lambda: codec.alert_state(self._conn(), number))
 
     async def numbers_with_alerts(self) -> list[str]:
         rows = await self._run(
@@ -270,19 +210,21 @@ class SQLiteStore:
     async def decide(self, number: str, decide: Decision, now: float) -> Evaluation | None:
         def work(db: sqlite3.Connection) -> Evaluation | None:
             row = db.execute("SELECT * FROM lines WHERE number = ?", (number,)).fetchone()
-            alerts, incidents = _alert_state(db, number)
-            evaluation: Evaluation | None = decide(_line(row) if row else None, alerts, incidents)
+            alerts, incidents = codec.alert_state(db, number)
+            evaluation: Evaluation | None = decide(
+                codec.line(row) if row else None, alerts, incidents
+            )
             if evaluation is not None:
-                _commit(db, number, evaluation, now)
+                codec.commit(db, number, evaluation, now)
             return evaluation
 
         return await self._run(self._tx(work))
 
     async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
-        await self._run(self._tx(lambda db: _commit(db, number, evaluation, now)))
+        await self._run(self._tx(lambda db: codec.commit(db, number, evaluation, now)))
 
     async def enqueue(self, jobs: Sequence[tuple[str, Notification]], now: float) -> None:
-        await self._run(self._tx(lambda db: _insert_jobs(db, jobs, now)))
+        await self._run(self._tx(lambda db: codec.insert_jobs(db, jobs, now)))
 
     async def firing_alerts(self) -> list[tuple[str, str]]:
         rows = await self._run(
@@ -353,6 +295,40 @@ class SQLiteStore:
             (error, now, now, handed_to, job_id),
         )
 
+    async def groups(self, notifier: str) -> list[Group]:
+        rows = await self._run(
+            lambda: (
+                self._conn()
+                .execute("SELECT body FROM groups WHERE notifier = ? ORDER BY key", (notifier,))
+                .fetchall()
+            )
+        )
+        return [Group.from_json(json.loads(r[0])) for r in rows]
+
+    async def group_step(
+        self, notifier: str, step: GroupStep, *, now: float, fires_since: float | None
+    ) -> GroupChange | None:
+        def work(db: sqlite3.Connection) -> GroupChange | None:
+            bodies = db.execute(
+                "SELECT body FROM groups WHERE notifier = ? ORDER BY key", (notifier,)
+            ).fetchall()
+            fires: list[float] = []
+            if fires_since is not None:
+                fires = [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT created_at FROM outbox WHERE notifier = ? AND created_at >= ?"
+                        " AND json_extract(notification, '$.event') = 'fired'",
+                        (notifier, fires_since),
+                    )
+                ]
+            change = step([Group.from_json(json.loads(b[0])) for b in bodies], fires)
+            if change is not None:
+                codec.apply_group_change(db, notifier, change, now)
+            return change
+
+        return await self._run(self._tx(work))
+
     async def handed_to(self, notifier: str, incident_key: str) -> str | None:
         row = await self._run(
             lambda: (
@@ -412,7 +388,7 @@ class SQLiteStore:
             )
         )
         found = [Silence.from_json(json.loads(r[0])) for r in rows]
-        return [s for s in found if include_ended or _not_ended(s, now)]
+        return [s for s in found if include_ended or codec.not_ended(s, now)]
 
     async def expire_silence(self, silence_id: str, now: float) -> bool:
         def work(db: sqlite3.Connection) -> bool:
@@ -420,7 +396,7 @@ class SQLiteStore:
             if row is None:
                 return False
             silence = Silence.from_json(json.loads(row[0]))
-            if not _not_ended(silence, now):
+            if not codec.not_ended(silence, now):
                 return False
             ended = replace(silence, expired_at=now)
             db.execute(
@@ -439,134 +415,3 @@ class SQLiteStore:
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         await self._run(self._tx(lambda db: db.execute(sql, args)))
-
-
-def _alert_state(
-    db: sqlite3.Connection, number: str
-) -> tuple[dict[str, AlertState], dict[str, Incident]]:
-    alerts = {
-        r["rule"]: AlertState(r["rule"], r["number"], r["active_since"], r["fired_at"])
-        for r in db.execute("SELECT * FROM alerts WHERE number = ?", (number,))
-    }
-    incidents = {
-        r["notifier"]: Incident(
-            notifier=r["notifier"],
-            number=r["number"],
-            key=r["key"],
-            rule=r["rule"],
-            severity=r["severity"],
-            opened_at=r["opened_at"],
-            last_sent_at=r["last_sent_at"],
-            repeat=r["repeat"],
-            send_resolved=bool(r["send_resolved"]),
-            announced=bool(r["announced"]),
-            dropped=bool(r["dropped"]),
-        )
-        for r in db.execute("SELECT * FROM incidents WHERE number = ?", (number,))
-    }
-    return alerts, incidents
-
-
-def _commit(db: sqlite3.Connection, number: str, evaluation: Evaluation, now: float) -> None:
-    db.execute("DELETE FROM alerts WHERE number = ?", (number,))
-    db.executemany(
-        "INSERT INTO alerts (number, rule, active_since, fired_at) VALUES (?, ?, ?, ?)",
-        [(number, a.rule, a.active_since, a.fired_at) for a in evaluation.alerts],
-    )
-    db.execute("DELETE FROM incidents WHERE number = ?", (number,))
-    db.executemany(
-        "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
-        " last_sent_at, repeat, send_resolved, announced, dropped)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                number,
-                i.notifier,
-                i.key,
-                i.rule,
-                i.severity,
-                i.opened_at,
-                i.last_sent_at,
-                i.repeat,
-                int(i.send_resolved),
-                int(i.announced),
-                int(i.dropped),
-            )
-            for i in evaluation.incidents
-        ],
-    )
-    _insert_jobs(db, evaluation.notifications, now)
-
-
-def _not_ended(silence: Silence, now: float) -> bool:
-    end = silence.ends_at if silence.expired_at is None else silence.expired_at
-    return now < end
-
-
-def _insert_jobs(
-    db: sqlite3.Connection, jobs: Sequence[tuple[str, Notification]], now: float
-) -> None:
-    db.executemany(
-        "INSERT INTO outbox (notifier, incident_key, notification, created_at, due_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [(notifier, n.incident_key, json.dumps(n.to_json()), now, now) for notifier, n in jobs],
-    )
-
-
-def _line(row: sqlite3.Row) -> LineState:
-    return LineState(
-        number=row["number"],
-        status=row["status"],
-        health=row["health"],
-        doc_url=row["doc_url"],
-        since=row["since"],
-        changed_at=row["changed_at"],
-        source=Source(row["source"]),
-        received_at=row["received_at"],
-        present=bool(row["present"]),
-        previous_status=row["previous_status"],
-        previous_health=row["previous_health"],
-        pending_status=row["pending_status"],
-        pending_health=row["pending_health"],
-    )
-
-
-def _save_line(db: sqlite3.Connection, s: LineState) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO lines (number, status, health, doc_url, since, changed_at,"
-        " source, received_at, present, previous_status, previous_health, pending_status,"
-        " pending_health) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            s.number,
-            s.status,
-            s.health,
-            s.doc_url,
-            s.since,
-            s.changed_at,
-            s.source.value,
-            s.received_at,
-            int(s.present),
-            s.previous_status,
-            s.previous_health,
-            s.pending_status,
-            s.pending_health,
-        ),
-    )
-
-
-def _append_history(db: sqlite3.Connection, s: LineState) -> None:
-    db.execute(
-        "INSERT INTO history (number, at, received_at, source, status, health, present,"
-        " previous_status, previous_health) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            s.number,
-            s.changed_at,
-            s.received_at,
-            s.source.value,
-            s.status,
-            s.health,
-            int(s.present),
-            s.previous_status,
-            s.previous_health,
-        ),
-    )
