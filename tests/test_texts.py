@@ -217,3 +217,10 @@ def test_fact_row(changes: dict[str, Any], label: str, expected: str) -> None:
 def test_fact_rows_leave_out_what_is_absent() -> None:
     labels = [label for label, _ in texts.fact_rows(note(name=None, labels={}))]
     assert labels == ["Line", "Status", "Health", "Since", "Rule", "Severity", "Sendable"]
+
+
+def test_a_fresh_alert_shows_no_zero_duration_and_a_recovery_says_how_long() -> None:
+    fresh = dict(texts.fact_rows(note(at=T0, since=T0)))
+    assert fresh["Since"] == texts.format_time(T0)
+    recovered = dict(texts.fact_rows(note(**RESOLVED, extra={"opened_at": T0 - 300})))
+    assert recovered["Incident"].startswith("lasted ")

@@ -89,7 +89,7 @@ async def _demo(period: float) -> None:
         config = demo_config(
             api_url=api_url, api_key="demo-key", secret=secret, storage=Path(tmp) / "state.db"
         )
-        daemon = Daemon(config, output=lambda text: print(text, flush=True))
+        daemon = Daemon(config, output=lambda text: print(text + "\n", flush=True))
         await daemon.startup()
         base = f"http://127.0.0.1:{daemon.port}"
         _banner(base)

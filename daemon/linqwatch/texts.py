@@ -190,7 +190,8 @@ def _health_change(n: Notification) -> str:
 
 def _since(n: Notification) -> str:
     when = format_time(n.since)
-    if n.at < n.since:  # clocks disagree; do not print a negative duration
+    # "for 0s" says nothing; and clocks that disagree must not print a negative duration
+    if n.at - n.since < 1:
         return when
     return f"{when} (for {format_duration(n.at - n.since)})"
 
@@ -312,6 +313,8 @@ def fact_rows(n: Notification) -> list[tuple[str, str]]:
     ]
     if n.doc_url:
         rows.append(("Docs", n.doc_url))
+    if n.event is Event.RESOLVED and _incident_length(n):
+        rows.append(("Incident", "lasted" + _incident_length(n).removeprefix(" after")))
     if n.note:
         rows.append(("Note", n.note))
     fallback = fallback_note(n)
