@@ -496,3 +496,24 @@ def test_config_errors(data: dict[str, Any], where: str, message: str) -> None:
     [error] = caught.value.errors()
     assert (error["loc"], error["msg"]) == ((where,), message)
     assert ROUTING_KEY not in str(caught.value)
+
+
+def test_a_storm_is_one_alert_listing_every_line() -> None:
+    from linqwatch.groups import Group, Member, group_notification
+
+    members = tuple(
+        Member(f"k{i}", replace(FIRED, number=f"+120255501{i:02d}", incident_key=f"k{i}").to_json())
+        for i in range(30)
+    )
+    storm = Group("oncall", "storm@1", "storm", "storm", 0.0, 10.0, 60.0, members=members)
+    first = build_event(group_notification(storm, Event.FIRED, 10.0), config())
+    grown = build_event(group_notification(storm, Event.UPDATED, 70.0), config())
+    for event in (first, grown):
+        EVENT_VALIDATOR.validate(event)
+        assert event_errors(event) == []
+        assert event["event_action"] == "trigger" and event["dedup_key"] == "storm@1"
+    lines = first["payload"]["custom_details"]["lines"]
+    assert [line["number"] for line in lines] == [f"+120255501{i:02d}" for i in range(30)]
+    assert first["payload"]["summary"].startswith("Storm: 30 lines FLAGGED at once")
+    done = build_event(group_notification(storm, Event.RESOLVED, 99.0), config())
+    assert (done["event_action"], done["dedup_key"]) == ("resolve", "storm@1")

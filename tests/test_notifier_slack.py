@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -455,3 +456,28 @@ def test_config_errors(data: dict[str, Any], message: str) -> None:
     [error] = caught.value.errors()
     assert error["msg"] == message
     assert "secret" not in str(caught.value)
+
+
+async def test_a_group_is_one_message_updated_in_place_as_lines_recover(
+    slack: SlackStandIn, ctx: NotifierContext
+) -> None:
+    from linqwatch.groups import Group, Member, group_notification
+
+    members = tuple(
+        Member(f"k{i}", replace(FIRED, number=f"+1202555010{i}", incident_key=f"k{i}").to_json())
+        for i in range(3)
+    )
+    group = Group(
+        "slack", "group/r/env=production@1", "env=production", "r", 0.0, 0.0, 60.0, members=members
+    )
+    notifier = bot(slack, ctx)
+    receipt = await notifier.send(group_notification(group, Event.FIRED, 10.0), [])
+    assert receipt is not None
+    fewer = replace(group, members=members[1:], recovered=members[:1])
+    again = await notifier.send(group_notification(fewer, Event.UPDATED, 70.0), [receipt])
+    assert again == {"channel": receipt["channel"], "ts": receipt["ts"]}
+    (message,) = slack.messages.values()
+    assert message.get("edited") is True
+    text = json.dumps(message["blocks"])
+    assert "+1 202-555-0101" in text and "Recovered" in text
+    assert len(slack.posts()) == 1 and len(slack.updates()) == 1
