@@ -10,31 +10,14 @@ import aiohttp
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from linqwatch.model import Event, Notification
+from linqwatch.model import Event
 from linqwatch.notifiers import REGISTRY, create_notifier
 from linqwatch.notifiers.base import NotifierContext
 from linqwatch.notifiers.console import ConsoleConfig, ConsoleNotifier
 from linqwatch.notifiers.slack import SlackConfig, SlackNotifier
-from linqwatch.testing import FakeClock
+from linqwatch.testing import FakeClock, notification
 
-T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
-
-FIRED = Notification(
-    event=Event.FIRED,
-    incident_key="k1",
-    rule="production line flagged",
-    severity="critical",
-    number="+12025551234",
-    name="Growth outbound 1",
-    labels={"env": "production"},
-    status="FLAGGED",
-    previous_status="ACTIVE",
-    health=None,
-    previous_health=None,
-    doc_url=None,
-    since=T0,
-    at=T0 + 240,
-)
+FIRED = notification(labels={"env": "production"}, health=None, previous_health=None, doc_url=None)
 
 
 @pytest.fixture

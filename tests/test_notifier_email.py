@@ -32,40 +32,16 @@ from linqwatch.notifiers.email import (
     create,
     subject,
 )
-from linqwatch.testing import FakeClock
+from linqwatch.testing import RESOLVED_CHANGES, FakeClock, notification
 from tests.standins.smtp import SmtpStandIn
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 NOW = T0 + 300
 PASSWORD = "smtp-pass-0000-secret"
 
-FIRED = Notification(
-    event=Event.FIRED,
-    incident_key="k1",
-    rule="production line flagged",
-    severity="critical",
-    number="+12025551234",
-    name="Growth outbound 1",
-    labels={"env": "production", "team": "growth"},
-    status="FLAGGED",
-    previous_status="ACTIVE",
-    health="CRITICAL",
-    previous_health="HEALTHY",
-    doc_url="https://docs.linqapp.com/lines/flagged",
-    since=T0,
-    at=T0 + 240,
-)
+FIRED = notification()
 REPEAT = replace(FIRED, event=Event.REPEAT, at=T0 + 4 * 3600)
-RESOLVED = replace(
-    FIRED,
-    event=Event.RESOLVED,
-    status="ACTIVE",
-    previous_status="FLAGGED",
-    health="HEALTHY",
-    previous_health="CRITICAL",
-    since=T0 + 5 * 3600,
-    at=T0 + 5 * 3600,
-)
+RESOLVED = replace(FIRED, **RESOLVED_CHANGES, since=T0 + 5 * 3600, at=T0 + 5 * 3600)
 TEST = replace(FIRED, event=Event.TEST)
 TITLE = "Growth outbound 1 (+1 202-555-1234)"
 

@@ -24,7 +24,7 @@ from linqwatch.notifiers.pagerduty import (
     build_links,
     create,
 )
-from linqwatch.testing import FakeClock
+from linqwatch.testing import RESOLVED_CHANGES, FakeClock, notification
 from linqwatch.texts import SUMMARY_LIMIT
 from tests.standins.pagerduty import EVENT_VALIDATOR, ROUTING_KEY, PagerDutyStandIn, event_errors
 
@@ -32,34 +32,9 @@ T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 KEY = "+12025551234/production line flagged/1714565040000"
 DOC_URL = "https://docs.linqapp.com/lines/flagged"
 
-FIRED = Notification(
-    event=Event.FIRED,
-    incident_key=KEY,
-    rule="production line flagged",
-    severity="critical",
-    number="+12025551234",
-    name="Growth outbound 1",
-    labels={"env": "production", "team": "growth"},
-    status="FLAGGED",
-    previous_status="ACTIVE",
-    health="CRITICAL",
-    previous_health="HEALTHY",
-    doc_url=DOC_URL,
-    since=T0,
-    at=T0 + 240,
-    extra={"opened_at": T0 + 240},
-)
+FIRED = notification(incident_key=KEY, doc_url=DOC_URL, extra={"opened_at": T0 + 240})
 REPEAT = replace(FIRED, event=Event.REPEAT, at=T0 + 4 * 3600)
-RESOLVED = replace(
-    FIRED,
-    event=Event.RESOLVED,
-    status="ACTIVE",
-    previous_status="FLAGGED",
-    health="HEALTHY",
-    previous_health="CRITICAL",
-    since=T0 + 5 * 3600,
-    at=T0 + 5 * 3600,
-)
+RESOLVED = replace(FIRED, **RESOLVED_CHANGES, since=T0 + 5 * 3600, at=T0 + 5 * 3600)
 NEXT = replace(FIRED, incident_key=KEY.replace("1714565040000", "1714590000000"), at=T0 + 7 * 3600)
 # As `linqwatch test-notify` makes them: a fresh incident key for every test.
 TEST = replace(
@@ -186,8 +161,8 @@ async def test_the_next_incident_is_a_new_alert(
     pagerduty: PagerDutyStandIn, ctx: NotifierContext
 ) -> None:
     notifier = oncall(pagerduty.url, ctx)
-    for notification in (FIRED, RESOLVED, NEXT):
-        await notifier.send(notification, [])
+    for n in (FIRED, RESOLVED, NEXT):
+        await notifier.send(n, [])
 
     assert pagerduty.open_incidents() == [NEXT.incident_key]
     assert NEXT.incident_key != KEY

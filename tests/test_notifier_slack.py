@@ -22,39 +22,15 @@ from linqwatch.notifiers.slack import (
     build_payload,
     build_reply_payload,
 )
-from linqwatch.testing import FakeClock
+from linqwatch.testing import RESOLVED_CHANGES, FakeClock, notification
 from tests.standins.slack import WEBHOOK, SlackStandIn
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 CHANNEL = "#linq-lines"
 
-FIRED = Notification(
-    event=Event.FIRED,
-    incident_key="k1",
-    rule="production line flagged",
-    severity="critical",
-    number="+12025551234",
-    name="Growth outbound 1",
-    labels={"env": "production", "team": "growth"},
-    status="FLAGGED",
-    previous_status="ACTIVE",
-    health="CRITICAL",
-    previous_health="HEALTHY",
-    doc_url="https://docs.linqapp.com/lines/flagged",
-    since=T0,
-    at=T0 + 240,
-)
+FIRED = notification()
 REPEAT = replace(FIRED, event=Event.REPEAT, at=T0 + 4 * 3600)
-RESOLVED = replace(
-    FIRED,
-    event=Event.RESOLVED,
-    status="ACTIVE",
-    previous_status="FLAGGED",
-    health="HEALTHY",
-    previous_health="CRITICAL",
-    since=T0 + 5 * 3600,
-    at=T0 + 5 * 3600,
-)
+RESOLVED = replace(FIRED, **RESOLVED_CHANGES, since=T0 + 5 * 3600, at=T0 + 5 * 3600)
 TEST = replace(FIRED, event=Event.TEST)
 SENT_WITH_EVERY_POST = {"channel": CHANNEL, "unfurl_links": False, "unfurl_media": False}
 

@@ -31,40 +31,18 @@ from linqwatch.notifiers.webhook import (
     message_id,
 )
 from linqwatch.simulator import new_webhook_secret
-from linqwatch.testing import FakeClock
+from linqwatch.testing import RESOLVED_CHANGES, FakeClock, notification
 from tests.standins.sink import WebhookSink
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 TOKEN = "Bearer sender-token-very-secret"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "pause-hook.md"
 
-FIRED = Notification(
-    event=Event.FIRED,
+FIRED = notification(
     incident_key="+12025551234/production line flagged/1714565040000",
-    rule="production line flagged",
-    severity="critical",
-    number="+12025551234",
-    name="Growth outbound 1",
-    labels={"env": "production", "team": "growth"},
-    status="FLAGGED",
-    previous_status="ACTIVE",
-    health="CRITICAL",
-    previous_health="HEALTHY",
-    doc_url="https://docs.linqapp.com/lines/flagged",
-    since=T0,
-    at=T0 + 240,
     extra={"opened_at": T0 + 240},
 )
-RESOLVED = replace(
-    FIRED,
-    event=Event.RESOLVED,
-    status="ACTIVE",
-    previous_status="FLAGGED",
-    health="HEALTHY",
-    previous_health="CRITICAL",
-    since=T0 + 5 * 3600,
-    at=T0 + 5 * 3600 + 0.25,
-)
+RESOLVED = replace(FIRED, **RESOLVED_CHANGES, since=T0 + 5 * 3600, at=T0 + 5 * 3600 + 0.25)
 
 
 @pytest.fixture

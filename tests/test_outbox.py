@@ -16,7 +16,7 @@ from linqwatch.model import Event, Notification
 from linqwatch.notifiers.base import DeliveryError, Reason, Receipt
 from linqwatch.outbox import Backoff, Outbox
 from linqwatch.store import SQLiteStore
-from linqwatch.testing import FakeClock, RecordingNotifier
+from linqwatch.testing import FakeClock, RecordingNotifier, notification
 from linqwatch.texts import headline
 
 N = "+12025551234"
@@ -40,15 +40,12 @@ class ScriptedNotifier:
 
 
 def note(key: str, at: float) -> Notification:
-    return Notification(
-        event=Event.FIRED,
+    return notification(
         incident_key=key,
         rule="r",
-        severity="critical",
         number=N,
         name=None,
         labels={},
-        status="FLAGGED",
         previous_status=None,
         health=None,
         previous_health=None,
@@ -224,3 +221,20 @@ async def test_the_rest_of_an_incident_follows_its_fire_to_the_fallback(
     await enqueue(store, clock, ("pd", "k2"))
     await outbox.deliver_due()
     assert broken.attempts == 2
+
+
+async def test_an_absurd_retry_after_is_bounded(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    flaky = ScriptedNotifier(
+        DeliveryError(Reason.RATE_LIMITED, "429", retryable=True, retry_after=float("inf")),
+        DeliveryError(Reason.RATE_LIMITED, "429", retryable=True, retry_after=10**9),
+    )
+    outbox = Outbox(store, {"s": flaky}, clock, Metrics(), backoff=Backoff(rng=random.Random(1)))
+    await enqueue(store, clock, ("s", "k"))
+    await outbox.deliver_due()
+    clock.advance(1.0)  # infinity is ignored: the backoff applies
+    assert await outbox.deliver_due() == 1
+    clock.advance(3599)
+    assert await outbox.deliver_due() == 0
+    clock.advance(1)  # a billion seconds is capped at an hour
+    assert await outbox.deliver_due() == 1 and len(flaky.delivered) == 1

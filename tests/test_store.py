@@ -18,6 +18,7 @@ from linqwatch.linestate import Outcome
 from linqwatch.model import Event, Notification, Observation, ObservationKind, Source
 from linqwatch.silences import Silence
 from linqwatch.store import SQLiteStore, StorageError, Store, open_store
+from linqwatch.testing import notification
 
 N = "+12025551234"
 T0 = 1_800_000_000.0
@@ -28,16 +29,13 @@ def flagged(at: float, event_id: str | None = None) -> Observation:
 
 
 def note(key: str, event: Event = Event.FIRED) -> Notification:
-    return Notification(
+    return notification(
         event=event,
         incident_key=key,
         rule="r",
-        severity="critical",
         number=N,
         name=None,
         labels={},
-        status="FLAGGED",
-        previous_status="ACTIVE",
         health=None,
         previous_health=None,
         doc_url=None,

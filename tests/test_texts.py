@@ -1,43 +1,19 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from linqwatch import texts
 from linqwatch.model import Event, Notification
+from linqwatch.testing import RESOLVED_CHANGES as RESOLVED
+from linqwatch.testing import notification
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 
 
 def note(**changes: Any) -> Notification:
-    base = Notification(
-        event=Event.FIRED,
-        incident_key="k1",
-        rule="production line flagged",
-        severity="critical",
-        number="+12025551234",
-        name="Growth outbound 1",
-        labels={"env": "production", "team": "growth"},
-        status="FLAGGED",
-        previous_status="ACTIVE",
-        health="CRITICAL",
-        previous_health="HEALTHY",
-        doc_url=None,
-        since=T0,
-        at=T0 + 240,
-    )
-    return replace(base, **changes)
-
-
-RESOLVED = {
-    "event": Event.RESOLVED,
-    "status": "ACTIVE",
-    "previous_status": "FLAGGED",
-    "health": "HEALTHY",
-    "previous_health": "CRITICAL",
-}
+    return notification(**{"doc_url": None, **changes})
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ that one notification again on restart.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import replace
@@ -42,6 +43,7 @@ from .store import Job, StorageError, Store
 __all__ = ["Backoff", "Outbox"]
 
 log = structlog.get_logger("linqwatch.outbox")
+MAX_RETRY_AFTER = 3600.0
 
 
 def _templates(
@@ -325,8 +327,9 @@ class Outbox:
             return
         if exc.retryable:
             delay = self.backoff.delay(job.attempts + 1)
-            if exc.retry_after is not None:
-                delay = max(exc.retry_after, 0.0)
+            if exc.retry_after is not None and math.isfinite(exc.retry_after):
+                # Honour the service, within reason: an hour at most.
+                delay = min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER)
             await self.store.job_retry(job.id, due_at=now + delay, error=str(exc), now=now)
             result = "retry"
             log.warning(

@@ -5,12 +5,28 @@ Used by linqwatch's own tests and the demo; useful to anyone embedding it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
 
-from .model import Notification
+from .model import Event, Notification
 from .notifiers.base import Receipt
 
-__all__ = ["FakeClock", "RecordingNotifier"]
+__all__ = ["RESOLVED_CHANGES", "FakeClock", "RecordingNotifier", "notification"]
+
+_T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
+
+# What turns `notification()` into its recovery: `notification(**RESOLVED_CHANGES)`.
+RESOLVED_CHANGES: Mapping[str, Any] = MappingProxyType(
+    {
+        "event": Event.RESOLVED,
+        "status": "ACTIVE",
+        "previous_status": "FLAGGED",
+        "health": "HEALTHY",
+        "previous_health": "CRITICAL",
+    }
+)
 
 
 class FakeClock:
@@ -40,3 +56,24 @@ class RecordingNotifier:
     async def send(self, notification: Notification, receipts: Sequence[Receipt]) -> Receipt | None:
         self.sent.append(notification)
         return {"index": len(self.sent)}
+
+
+def notification(**changes: Any) -> Notification:
+    """A FIRED notification of +12025551234 at 2024-05-01T12:04:00Z, with `changes` applied."""
+    fired = Notification(
+        event=Event.FIRED,
+        incident_key="k1",
+        rule="production line flagged",
+        severity="critical",
+        number="+12025551234",
+        name="Growth outbound 1",
+        labels={"env": "production", "team": "growth"},
+        status="FLAGGED",
+        previous_status="ACTIVE",
+        health="CRITICAL",
+        previous_health="HEALTHY",
+        doc_url="https://docs.linqapp.com/lines/flagged",
+        since=_T0,
+        at=_T0 + 240,
+    )
+    return replace(fired, **changes)

@@ -20,8 +20,6 @@ fails on request:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 from collections import deque
@@ -35,6 +33,8 @@ import jsonschema
 from aiohttp import web
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
+
+from ._server import LoopbackServer
 
 __all__ = [
     "EVENT_VALIDATOR",
@@ -162,33 +162,24 @@ class PagerDutyStandIn:
         self._incidents: dict[str, PagerDutyIncident] = {}
         self._failures: deque[_Failure] = deque()
         self._stalls: deque[float] = deque()
-        self._released = asyncio.Event()
         self._generated = 0
-        self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._server = LoopbackServer()
 
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v2/enqueue", self._enqueue)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._server.start(app)
         return self.url
 
     async def stop(self) -> None:
-        self._released.set()  # let stalled handlers finish so cleanup is quick
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     @property
     def url(self) -> str:
         """The full enqueue URL, what a notifier's `url` takes."""
-        return f"http://127.0.0.1:{self._port}/v2/enqueue"
+        return self._server.url("/v2/enqueue")
 
     # -- scripting and inspection ---------------------------------------------
 
@@ -230,8 +221,7 @@ class PagerDutyStandIn:
         except ValueError:
             body = raw
         if self._stalls:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), self._stalls.popleft())
+            await self._server.stall(self._stalls.popleft())
         response = self._answer(body)
         self.requests.append(PagerDutyRequest(body, dict(request.headers), response.status))
         return response

@@ -15,8 +15,6 @@ on request:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import Mapping
@@ -25,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from ._server import LoopbackServer
 
 __all__ = ["PATH", "WebhookSink"]
 
@@ -48,29 +48,20 @@ class WebhookSink:
         self.statuses: list[int] = []  # what the sink answered
         self._failures: deque[_Failure] = deque()
         self._stalls: deque[float] = deque()
-        self._released = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._server = LoopbackServer()
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._server.start(app)
         return self.url
 
     async def stop(self) -> None:
-        self._released.set()  # let stalled handlers finish so cleanup is quick
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}{PATH}"
+        return self._server.url(PATH)
 
     def fail_next(
         self,
@@ -109,9 +100,7 @@ class WebhookSink:
 
     async def _answer(self, body: bytes, headers: dict[str, str]) -> web.Response:
         if self._stalls:
-            seconds = self._stalls.popleft()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), seconds)
+            await self._server.stall(self._stalls.popleft())
         if self._failures:
             failure = self._failures.popleft()
             return web.Response(status=failure.status, text=failure.body, headers=failure.headers)

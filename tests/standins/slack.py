@@ -14,8 +14,6 @@ ts), records every call as parsed JSON, and fails on request:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 from collections import defaultdict, deque
@@ -23,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from ._server import LoopbackServer
 
 __all__ = ["WEBHOOK", "SlackCall", "SlackStandIn"]
 
@@ -62,10 +62,8 @@ class SlackStandIn:
         self._channels: dict[str, str] = {}
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
         self._stalls: defaultdict[str, deque[float]] = defaultdict(deque)
-        self._released = asyncio.Event()
         self._clock = 0
-        self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._server = LoopbackServer()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -73,27 +71,19 @@ class SlackStandIn:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/services/{rest:.*}", self._webhook)
-        # No access log: it would print the webhook path, which is a secret.
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._server.start(app)  # it keeps no access log: the webhook path is a secret
         return self.base_url
 
     async def stop(self) -> None:
-        self._released.set()  # let stalled handlers finish so cleanup is quick
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.stop()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/api/"
+        return self._server.url("/api/")
 
     @property
     def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}{self.webhook_path}"
+        return self._server.url(self.webhook_path)
 
     # -- scripting and inspection ---------------------------------------------
 
@@ -168,9 +158,7 @@ class SlackStandIn:
     async def _stall(self, method: str) -> None:
         queue = self._stalls.get(method)
         if queue:
-            seconds = queue.popleft()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), seconds)
+            await self._server.stall(queue.popleft())
 
     def _next_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)

@@ -11,8 +11,6 @@ would print (`true`, `5`), on both the `lines` side and a rule's side.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -33,6 +31,7 @@ from pydantic import (
 )
 
 from ..durations import parse_duration
+from ..whsec import check_webhook_secret
 from .errors import custom_error, describe
 
 __all__ = [
@@ -269,16 +268,8 @@ def _drop_empty(value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
 
 def _webhook_secret(value: SecretStr) -> SecretStr:
     secret = value.get_secret_value()  # never put into a message
-    if not secret:
-        return value
-    if not secret.startswith("whsec_"):
-        raise custom_error("must start with whsec_")
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except binascii.Error:
-        raise custom_error("is not valid base64 after whsec_") from None
-    if not key:
-        raise custom_error("has no key after whsec_")
+    if secret:
+        check_webhook_secret(secret, custom_error)
     return value
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 import aiohttp
 from pydantic import BaseModel
 
-from ..clock import Clock
+from ..clock import Clock, to_ts
 from ..model import Notification
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Reason",
     "Receipt",
     "classify_status",
+    "parse_retry_after",
 ]
 
 # What a delivery returns for later deliveries of the same incident to use
@@ -79,6 +81,20 @@ def classify_status(status: int, message: str, retry_after: float | None = None)
     if status in (401, 403):
         return DeliveryError(Reason.AUTH_ERROR, message, retryable=False)
     return DeliveryError(Reason.BAD_REQUEST, message, retryable=False)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """A `Retry-After` header in seconds from `now`: delay-seconds or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, to_ts(parsedate_to_datetime(value)) - now)  # the HTTP-date form
+    except (TypeError, ValueError):
+        return None  # unreadable: the outbox's own backoff applies
 
 
 class Notifier(Protocol):

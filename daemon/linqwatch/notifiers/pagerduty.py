@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -23,9 +22,16 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
 from .. import texts
-from ..clock import Clock, to_ts
 from ..model import Event, Notification
-from .base import DeliveryError, NotifierContext, NotifierKind, Reason, Receipt, classify_status
+from .base import (
+    DeliveryError,
+    NotifierContext,
+    NotifierKind,
+    Reason,
+    Receipt,
+    classify_status,
+    parse_retry_after,
+)
 
 __all__ = [
     "DEDUP_KEY_LIMIT",
@@ -252,19 +258,6 @@ def build_event(n: Notification, config: PagerDutyConfig) -> dict[str, Any]:
 # -- failures -----------------------------------------------------------------
 
 
-def _retry_after(value: str | None, clock: Clock) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:  # the HTTP-date form
-        return max(0.0, to_ts(parsedate_to_datetime(value)) - clock.now())
-    except (TypeError, ValueError):
-        return None  # the outbox's own backoff applies
-
-
 def _describe(status: int, body: str, location: str | None) -> str:
     """PagerDuty's own words for a failure: its `message` and `errors`."""
     try:
@@ -318,7 +311,7 @@ class PagerDutyNotifier:
         message = _describe(answer.status, answer.body, answer.location)
         # PagerDuty does not echo the key, but a proxy's error page might.
         message = message.replace(self._config.routing_key.get_secret_value(), "[routing key]")
-        retry_after = _retry_after(answer.retry_after, self._clock)
+        retry_after = parse_retry_after(answer.retry_after, self._clock.now())
         raise classify_status(answer.status, message, retry_after)
 
     async def _post(self, event: dict[str, Any]) -> _Answer:

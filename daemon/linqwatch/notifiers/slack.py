@@ -360,22 +360,25 @@ class SlackNotifier:
 
     async def _update(self, n: Notification, parent: tuple[str, str]) -> Receipt:
         """A group's lines changed: the message is updated in place."""
+        reposted = await self._update_or_repost(build_payload(n), parent)
+        if reposted is not None:
+            return reposted
         channel, ts = parent
-        payload = build_payload(n)
-        request = self._client().chat_update(
-            channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"]
-        )
-        try:
-            await self._call("chat.update", request)
-        except _SlackError as exc:
-            if exc.slack_error not in _MESSAGE_GONE:
-                raise
-            return await self._post(payload)
         return {"channel": channel, "ts": ts}
 
     async def _resolve(self, n: Notification, parent: tuple[str, str]) -> Receipt:
+        reposted = await self._update_or_repost(build_payload(n), parent)
+        if reposted is not None:
+            return reposted
+        # Updated first, replied second: a retry after a failed reply repeats
+        # only an idempotent update before trying the reply again.
+        return await self._reply(n, parent)
+
+    async def _update_or_repost(
+        self, payload: dict[str, Any], parent: tuple[str, str]
+    ) -> Receipt | None:
+        """Update the parent in place (None); if it is gone, post anew and return that receipt."""
         channel, ts = parent
-        payload = build_payload(n)
         request = self._client().chat_update(
             channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"]
         )
@@ -385,9 +388,7 @@ class SlackNotifier:
             if exc.slack_error not in _MESSAGE_GONE:
                 raise
             return await self._post(payload)
-        # Updated first, replied second: a retry after a failed reply repeats
-        # only an idempotent update before trying the reply again.
-        return await self._reply(n, parent)
+        return None
 
     async def _send_webhook(self, client: AsyncWebhookClient, n: Notification) -> None:
         payload = build_payload(n)

@@ -15,14 +15,11 @@ the receiver's 5-minute window. See docs/pause-hook.md.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -40,9 +37,18 @@ from pydantic_core import PydanticCustomError
 from standardwebhooks import Webhook
 
 from .. import __version__, texts
-from ..clock import from_ts, to_ts
+from ..clock import from_ts
 from ..model import Event, Notification
-from .base import DeliveryError, NotifierContext, NotifierKind, Reason, Receipt, classify_status
+from ..whsec import check_webhook_secret
+from .base import (
+    DeliveryError,
+    NotifierContext,
+    NotifierKind,
+    Reason,
+    Receipt,
+    classify_status,
+    parse_retry_after,
+)
 
 __all__ = [
     "BODY_VERSION",
@@ -113,14 +119,7 @@ def _signing_secret(value: SecretStr) -> SecretStr:
     secret = value.get_secret_value()  # never put into a message
     if not secret:
         raise _error("is empty; leave secret out to send unsigned")
-    if not secret.startswith("whsec_"):
-        raise _error("must start with whsec_")
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except binascii.Error:
-        raise _error("is not valid base64 after whsec_") from None
-    if not key:
-        raise _error("has no key after whsec_")
+    check_webhook_secret(secret, _error)
     return value
 
 
@@ -251,19 +250,6 @@ def message_id(n: Notification) -> str:
 # -- failures -------------------------------------------------------------------
 
 
-def _retry_after(value: str | None, now: float) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, to_ts(parsedate_to_datetime(value)) - now)  # the HTTP-date form
-    except (TypeError, ValueError):
-        return None  # unreadable: the outbox's own backoff applies
-
-
 def _shown(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "[redacted]")
@@ -340,7 +326,7 @@ class WebhookNotifier:
             # The cut may have split a secret, which the scrub would then miss.
             text = text[: -len(self._secrets[0])]
         shown = _shown(text, self._secrets)
-        raise classify_response(status, shown, _retry_after(retry_after, self._clock.now()))
+        raise classify_response(status, shown, parse_retry_after(retry_after, self._clock.now()))
 
 
 def create(name: str, config: WebhookConfig, ctx: NotifierContext) -> WebhookNotifier:
