@@ -49,5 +49,42 @@ browser:
 check-unit: $(STAMP)
 	scripts/check-systemd-unit
 
+# Measured (issue 8), none of them part of `make test`; everything on loopback.
+#   make bench   benchmarks beside Alertmanager; writes bench/RESULTS.md (REPEATS=3)
+#   make chaos   the full chaos run against a real daemon process; prints its figures
+#   make fuzz    the long property-test run (FUZZ_EXAMPLES per test); prints how many ran
+REPEATS       ?= 3
+FUZZ_EXAMPLES ?= 20000
+.PHONY: bench bench-tools chaos fuzz
+
+# Alertmanager (the peer) and wrk (the ingest load) come from Debian's packages,
+# py-spy (profiles: `make bench BENCH_ARGS="--profile bench/out/profiles"`) from
+# PyPI. Installed when missing and we may (root with apt-get); otherwise
+# `bench` says which part it skips.
+bench-tools: $(STAMP)
+	@missing=""; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing for the benchmarks"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; } \
+	    || echo "could not install$$missing; bench skips what needs it"; \
+	  else echo "missing$$missing and cannot install (needs root and apt-get); bench skips what needs it"; fi; \
+	fi
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet py-spy \
+	  || echo "could not install py-spy; --profile will not work"
+
+bench: bench-tools
+	$(BIN)/python -m bench.run --repeats $(REPEATS) $(BENCH_ARGS)
+
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos
+
+fuzz: $(STAMP)
+	LINQWATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+	  tests/test_fuzz.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info daemon/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -86,7 +86,9 @@ class WebhookListener:
 
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser goes (`[[[[...`),
+            # found by tests/test_fuzz.py; it was a 500, which Linq retries.
             return self._answer(400, "malformed", "body is not JSON", event_id=event_id)
         try:
             event = parse_webhook(payload, event_id=event_id)
