@@ -49,6 +49,7 @@ from linqwatch.linq import (
 )
 from linqwatch.logs import configure_logging
 from linqwatch.simulator import SimulatedLinq, new_webhook_secret
+from linqwatch.texts import format_time
 
 LONG = int(os.environ.get("LINQWATCH_FUZZ_EXAMPLES", "0"))
 RAN: Counter[str] = Counter()  # cases per test, printed after a long run
@@ -211,6 +212,8 @@ def test_parse_webhook_returns_or_raises_payload_error(body: Any) -> None:
     if event.observation is not None:
         assert event.event_type in HANDLED_EVENTS
         assert event.observation.event_id == "evt_fuzz"
+        # Every accepted time can be shown: the API and every notifier print it in UTC.
+        assert format_time(event.observation.observed_at)
 
 
 @examples(200)
@@ -264,6 +267,17 @@ class Endpoint:
                 # Bounded: an unanswered request fails its example, not the whole run.
                 timeout=aiohttp.ClientTimeout(total=within),
             ) as resp:
+                await resp.read()
+                return resp.status
+
+        return self.runner.run(go())
+
+    def lines_status(self) -> int:
+        """The status of GET /api/v1/lines, which shows every stored line."""
+
+        async def go() -> int:
+            url = f"http://127.0.0.1:{self.daemon.port}/api/v1/lines"
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 await resp.read()
                 return resp.status
 
@@ -443,6 +457,19 @@ def test_signed_requests_of_any_shape_never_get_a_5xx(
     status = endpoint.post(body.data, headers)
     assert status in (200, 202, 400, 413), status
     assert not endpoint.errors
+    # Whatever was stored can still be shown (a time past year 9999 in UTC could not).
+    assert endpoint.lines_status() == 200
+
+
+@pytest.mark.parametrize("changed_at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_time_outside_what_utc_can_show_is_a_400(endpoint: Endpoint, changed_at: str) -> None:
+    """Found by fuzzing: stored, it made GET /api/v1/lines and the line's notifications fail."""
+    body = json.dumps(
+        {"phone_number": NUMBER, "changed_at": changed_at, "new_status": "FLAGGED"}
+    ).encode()
+    headers = endpoint.linq.sign(f"evt_edge_{time.monotonic_ns()}", body)
+    assert endpoint.post(body, headers) == 400
+    assert endpoint.lines_status() == 200
 
 
 def test_signed_json_nested_too_deep_for_the_parser_is_a_400(endpoint: Endpoint) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .clock import to_ts
+from .clock import from_ts, to_ts
 from .model import Observation, ObservationKind, Source
 
 __all__ = [
@@ -205,9 +205,14 @@ def _required_time(data: dict[str, Any]) -> float:
     if not isinstance(value, str):
         raise PayloadError("data.changed_at: not an ISO 8601 time")
     try:
-        return to_ts(datetime.fromisoformat(value))  # naive means UTC
-    except (ValueError, OverflowError):
+        ts = to_ts(datetime.fromisoformat(value))  # naive means UTC
+        # Everything downstream shows the time in UTC: 9999-12-31T23:59:59-14:00
+        # parses, but is year 10000 in UTC, and it broke /api/v1/lines and the
+        # line's notifications (found by tests/test_fuzz.py).
+        from_ts(ts)
+    except (ValueError, OverflowError, OSError):
         raise PayloadError("data.changed_at: not an ISO 8601 time") from None
+    return ts
 
 
 def _health(data: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, str | None]:
