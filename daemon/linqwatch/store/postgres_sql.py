@@ -18,6 +18,7 @@ from ..model import LineState, Notification, Source
 from ..silences import Silence
 from .base import HistoryEntry, Job
 from .postgres_schema import Conn
+from .rows import alert_from_row, incident_from_row, incident_values
 
 __all__ = [
     "CLAIM",
@@ -71,23 +72,11 @@ UNCLAIM = "claimed_by = NULL, claimed_until = NULL"
 
 async def alert_state(conn: Conn, number: str) -> tuple[dict[str, AlertState], dict[str, Incident]]:
     alerts = {
-        r["rule"]: AlertState(r["rule"], r["number"], r["active_since"], r["fired_at"])
+        r["rule"]: alert_from_row(r)
         for r in await conn.fetch("SELECT * FROM alerts WHERE number = $1", number)
     }
     incidents = {
-        r["notifier"]: Incident(
-            notifier=r["notifier"],
-            number=r["number"],
-            key=r["key"],
-            rule=r["rule"],
-            severity=r["severity"],
-            opened_at=r["opened_at"],
-            last_sent_at=r["last_sent_at"],
-            repeat=r["repeat"],
-            send_resolved=r["send_resolved"],
-            announced=r["announced"],
-            dropped=r["dropped"],
-        )
+        r["notifier"]: incident_from_row(r)
         for r in await conn.fetch("SELECT * FROM incidents WHERE number = $1", number)
     }
     return alerts, incidents
@@ -104,22 +93,7 @@ async def commit(conn: Conn, number: str, evaluation: Evaluation, now: float) ->
         "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
         " last_sent_at, repeat, send_resolved, announced, dropped)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        [
-            (
-                number,
-                i.notifier,
-                i.key,
-                i.rule,
-                i.severity,
-                i.opened_at,
-                i.last_sent_at,
-                i.repeat,
-                i.send_resolved,
-                i.announced,
-                i.dropped,
-            )
-            for i in evaluation.incidents
-        ],
+        [incident_values(number, i) for i in evaluation.incidents],
     )
     await insert_jobs(conn, evaluation.notifications, now)
 

@@ -10,6 +10,7 @@ from ..alerts import AlertState, Evaluation, Incident
 from ..groups import GroupChange
 from ..model import LineState, Notification, Source
 from ..silences import Silence
+from .rows import alert_from_row, incident_from_row, incident_values
 
 __all__ = [
     "alert_state",
@@ -27,23 +28,11 @@ def alert_state(
     db: sqlite3.Connection, number: str
 ) -> tuple[dict[str, AlertState], dict[str, Incident]]:
     alerts = {
-        r["rule"]: AlertState(r["rule"], r["number"], r["active_since"], r["fired_at"])
+        r["rule"]: alert_from_row(r)
         for r in db.execute("SELECT * FROM alerts WHERE number = ?", (number,))
     }
     incidents = {
-        r["notifier"]: Incident(
-            notifier=r["notifier"],
-            number=r["number"],
-            key=r["key"],
-            rule=r["rule"],
-            severity=r["severity"],
-            opened_at=r["opened_at"],
-            last_sent_at=r["last_sent_at"],
-            repeat=r["repeat"],
-            send_resolved=bool(r["send_resolved"]),
-            announced=bool(r["announced"]),
-            dropped=bool(r["dropped"]),
-        )
+        r["notifier"]: incident_from_row(r)
         for r in db.execute("SELECT * FROM incidents WHERE number = ?", (number,))
     }
     return alerts, incidents
@@ -60,22 +49,7 @@ def commit(db: sqlite3.Connection, number: str, evaluation: Evaluation, now: flo
         "INSERT INTO incidents (number, notifier, key, rule, severity, opened_at,"
         " last_sent_at, repeat, send_resolved, announced, dropped)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                number,
-                i.notifier,
-                i.key,
-                i.rule,
-                i.severity,
-                i.opened_at,
-                i.last_sent_at,
-                i.repeat,
-                int(i.send_resolved),
-                int(i.announced),
-                int(i.dropped),
-            )
-            for i in evaluation.incidents
-        ],
+        [incident_values(number, i) for i in evaluation.incidents],
     )
     insert_jobs(db, evaluation.notifications, now)
 
