@@ -33,28 +33,29 @@ _RESULT = re.compile(
 
 
 def write_requests(path: Path, count: int, secret: str) -> None:
-    """`count` signed status updates, each line flipping its status, newest last."""
+    """`count` signed status updates, each line flipping its status, newest last.
+
+    Written once the daemon has polled: its first poll records every line as
+    of that moment, so an event dated earlier would be answered as stale
+    (and skip the evaluation this is meant to measure).
+    """
     linq = SimulatedLinq(api_key="unused", webhook_secret=secret)
     for i in range(LINES):
         linq.add_line(line_number(i))
-    start = time.time() - count * 0.001
+    start = time.time()
     with path.open("w") as out:
         for i in range(count):
             number = line_number(i % LINES)
             status = "FLAGGED" if (i // LINES) % 2 == 0 else "ACTIVE"
-            # Increasing changed_at: every event is newer than the last, so none is stale.
-            d = linq.set_status(number, status, at=start + i * 0.001)
+            # Increasing changed_at, all after the first poll: every event is
+            # newer than the last of its line, so none is stale. 10 µs apart
+            # keeps the last within a second of now.
+            d = linq.set_status(number, status, at=start + i * 0.00001)
             h = d.headers
             out.write(
                 f"{h['webhook-id']}\t{h['webhook-timestamp']}\t{h['webhook-signature']}\t"
                 f"{d.body.decode()}\n"
             )
-
-
-def _prepare(workdir: Path, file: Path, requests: int, secret: str) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    write_requests(file, requests, secret)
 
 
 def daemon_config(*, api_url: str, secret: str, storage: Path, port: int) -> str:
@@ -141,22 +142,7 @@ async def ingest(
     """One round: the bare handler, then linqwatch, each for `seconds` under wrk."""
     secret = new_webhook_secret()
     file = workdir / "requests.tsv"
-    await asyncio.to_thread(_prepare, workdir, file, requests, secret)
-
-    port = free_port()
-    bare = await _bare(port)
-    try:
-        # wrk blocks; run it in a thread so this loop stays free (it serves nothing here).
-        base = await asyncio.to_thread(
-            run_wrk,
-            f"http://127.0.0.1:{port}",
-            file,
-            connections=connections,
-            seconds=seconds,
-        )
-    finally:
-        bare.terminate()
-        await bare.wait()
+    await asyncio.to_thread(_fresh, workdir)
 
     linq = SimulatedLinq(api_key="bench-key", webhook_secret=secret)
     for i in range(LINES):
@@ -169,10 +155,13 @@ async def ingest(
         port,
     )
     try:
-        await daemon.start()
+        await daemon.start()  # ready: its first poll is stored
+        await asyncio.to_thread(write_requests, file, requests, secret)
+        base = await _run_bare(file, connections=connections, seconds=seconds)
         profiler = None
         if profile is not None:
             profiler = await start_profiler(daemon.pid, profile, seconds)
+        # wrk blocks; run it in a thread so this loop stays free (it serves nothing here).
         lw = await asyncio.to_thread(
             run_wrk, daemon.url, file, connections=connections, seconds=seconds
         )
@@ -181,21 +170,45 @@ async def ingest(
     finally:
         await daemon.stop()
         await linq.stop()
-    stored = _stored(workdir / "state.db")
+    stored, changed = _stored(workdir / "state.db")
     return {
         "bare": base,
         "linqwatch": lw,
         "ratio": lw["rps"] / base["rps"] if base["rps"] else math.nan,
         "stored": stored,
+        "changed": changed,
     }
 
 
-def _stored(db: Path) -> int:
-    """Webhook ids committed: every 200 must be among them."""
+async def _run_bare(file: Path, *, connections: int, seconds: float) -> dict[str, Any]:
+    port = free_port()
+    bare = await _bare(port)
+    try:
+        return await asyncio.to_thread(
+            run_wrk, f"http://127.0.0.1:{port}", file, connections=connections, seconds=seconds
+        )
+    finally:
+        bare.terminate()
+        await bare.wait()
+
+
+def _fresh(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+
+
+def _stored(db: Path) -> tuple[int, int]:
+    """Webhook ids committed (every 200 must be among them), and the line
+    transitions they made (each event flips its line: the same number, or the
+    run measured stale events, which skip evaluation)."""
     import sqlite3
 
     conn = sqlite3.connect(db)
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM webhook_ids").fetchone()[0])
+        ids = conn.execute("SELECT COUNT(*) FROM webhook_ids").fetchone()[0]
+        changed = conn.execute("SELECT COUNT(*) FROM history WHERE source = 'webhook'").fetchone()[
+            0
+        ]
+        return int(ids), int(changed)
     finally:
         conn.close()

@@ -27,7 +27,7 @@ import pytest
 from linqwatch.config import Config, parse_config
 from linqwatch.daemon import Daemon
 from linqwatch.simulator import Delivery, SimulatedLinq, new_webhook_secret
-from linqwatch.store import redact_url
+from linqwatch.store import SQLiteStore, redact_url
 from tests.standins.slack import SlackStandIn
 
 PROD = "+12025551234"
@@ -92,6 +92,15 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     async with postgres_schema() as url:
         yield url
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """An open SQLite store on a file of its own."""
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    yield store
+    await store.close()
 
 
 @pytest.fixture

@@ -62,14 +62,6 @@ async def store(storage: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "state.db")
-    await s.open()
-    yield s
-    await s.close()
-
-
 async def test_observations_survive_reopening(storage: str, store: Store) -> None:
     t = await store.record_observation(flagged(T0, "evt_1"), now=T0, poll_interval=60)
     assert t.outcome is Outcome.NEW
@@ -204,6 +196,52 @@ async def test_a_failing_decision_commits_nothing(store: Store) -> None:
         await store.decide(N, broken, T0)
     assert await store.numbers_with_alerts() == []
     assert await store.outbox_depth() == {}
+
+
+async def test_record_and_decide_commits_the_observation_and_its_decision(store: Store) -> None:
+    seen: list[object] = []
+
+    def fire(line: object, alerts: object, incidents: object) -> Evaluation | None:
+        seen.append(line)
+        return evaluation(("slack", note("k1")))
+
+    transition, result = await store.record_and_decide(
+        flagged(T0, "evt_1"), fire, now=T0, poll_interval=60
+    )
+    assert transition.outcome is Outcome.NEW
+    assert result == evaluation(("slack", note("k1")))
+    assert seen == [await store.line(N)] and transition.after == seen[0]
+    assert await store.outbox_depth() == {"slack": 1}
+    assert await store.firing_alerts() == [(N, "r")]
+
+    # A duplicate, a stale or an unchanging observation is not decided.
+    dup, none = await store.record_and_decide(
+        flagged(T0 + 1, "evt_1"), fire, now=T0 + 1, poll_interval=60
+    )
+    stale, none2 = await store.record_and_decide(
+        flagged(T0 - 5, "evt_0"), fire, now=T0 + 1, poll_interval=60
+    )
+    same, none3 = await store.record_and_decide(
+        flagged(T0 + 2, "evt_2"), fire, now=T0 + 2, poll_interval=60
+    )
+    assert (dup.outcome, stale.outcome, same.outcome) == (
+        Outcome.DUPLICATE,
+        Outcome.STALE,
+        Outcome.UNCHANGED,
+    )
+    assert none is none2 is none3 is None and len(seen) == 1
+
+
+async def test_a_failing_decision_takes_its_observation_with_it(store: Store) -> None:
+    def broken(line: object, alerts: object, incidents: object) -> Evaluation | None:
+        raise RuntimeError("a bug in the rules")
+
+    with pytest.raises(RuntimeError):
+        await store.record_and_decide(flagged(T0, "evt_1"), broken, now=T0, poll_interval=60)
+    # Neither the line nor the event id is kept: Linq's retry of it is new, not a duplicate.
+    assert await store.line(N) is None
+    again = await store.record_observation(flagged(T0, "evt_1"), now=T0, poll_interval=60)
+    assert again.outcome is Outcome.NEW
 
 
 async def test_incident_state_round_trips(store: Store) -> None:

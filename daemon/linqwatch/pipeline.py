@@ -1,18 +1,22 @@
 """The chain from an observation to outbox jobs: store, evaluate, commit.
 
-    Observation -> store.record_observation (ordering, de-duplication)
-                -> alerts.evaluate (pure: rules, holds, incidents)
-                -> store.commit_evaluation (alerts, incidents, outbox jobs)
+    Observation -> store.record_and_decide, one transaction:
+                     ordering and de-duplication (linestate.apply),
+                     then alerts.evaluate (pure: rules, holds, incidents),
+                     then alerts, incidents and outbox jobs written
                 -> outbox wakes
 
-Evaluations are serialised by one lock so that a webhook, a poll and the
-clock tick never decide about the same line at once.
+One line is decided by one coroutine at a time (a lock per line), so that a
+webhook, a poll and the clock tick never decide about it at once; different
+lines go concurrently, and the store commits their writes together.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 import structlog
 
@@ -27,6 +31,7 @@ from .rules import META_PREFIX, meta_kind
 from .selfmon import FIRING, OK, MetaSignal, SelfWatch
 from .silences import Silence
 from .store import Store
+from .store.base import Decision
 
 __all__ = ["Pipeline"]
 
@@ -49,7 +54,7 @@ class Pipeline:
         self.clock = clock
         self.metrics = metrics
         self.on_notifications = on_notifications
-        self._lock = asyncio.Lock()
+        self._line_locks: dict[str, _LineLock] = {}
         self.silences: list[Silence] = []
         self._firing: dict[str, frozenset[str]] = {}  # number -> rules firing, for inhibition
 
@@ -90,11 +95,18 @@ class Pipeline:
         )
 
     async def observe(self, obs: Observation) -> Transition:
-        """Store one observation and, if it changed the line, act on it."""
-        now = self.clock.now()
-        transition = await self.store.record_observation(
-            obs, now=now, poll_interval=self.config.poll_interval
-        )
+        """Store one observation and, if it changed the line, decide its alerts.
+
+        Both in one transaction: the answer to a webhook waits for one commit,
+        and what it changed is already decided (and any page enqueued) by then.
+        """
+        number = obs.number
+        async with self._holding(number):
+            now = self.clock.now()
+            decide = self._decision(self._line_subject(number), now)
+            transition, result = await self.store.record_and_decide(
+                obs, decide, now=now, poll_interval=self.config.poll_interval
+            )
         if transition.changed and transition.after is not None:
             after = transition.after
             self.metrics.transitions.labels(source=obs.source.value).inc()
@@ -106,21 +118,21 @@ class Pipeline:
                 and self.config.linq.webhook_secrets
             ):
                 # A change the poller found first: its webhook is late or lost.
-                self.watch.missed_webhook(now, obs.number)
+                self.watch.missed_webhook(now, number)
             log.info(
                 "line transition",
-                number=obs.number,
+                number=number,
                 source=obs.source.value,
                 status=after.status,
-                previous_status=transition.before.status if transition.before else None,
+                previous_status=before.status if before else None,
                 health=after.health,
                 present=after.present,
             )
-            await self.evaluate(obs.number)
+            self._decided(number, result)
         elif transition.outcome is Outcome.HELD:
             log.info(
                 "poll contradicts a fresh webhook; waiting for the next poll",
-                number=obs.number,
+                number=number,
                 poll_status=obs.status,
             )
         return transition
@@ -128,7 +140,6 @@ class Pipeline:
     async def observe_poll(self, observations: Iterable[Observation], polled_at: float) -> int:
         """Apply one poll: every listed line, and a release for each line it no longer lists."""
         listed = {o.number: o for o in observations}
-        changed = 0
         # One read of every line instead of one transaction per listed line:
         # most polls confirm what is stored, and `apply` (pure) tells which
         # observations would store nothing. Only the others go through the
@@ -136,27 +147,36 @@ class Pipeline:
         # landing meanwhile is still ordered correctly.
         stored = {line.number: line for line in await self.store.lines()}
         now = self.clock.now()
-        for obs in listed.values():
-            before = stored.get(obs.number)
-            if before is not None and _stores_nothing(before, obs, now, self.config.poll_interval):
-                continue
-            changed += (await self.observe(obs)).changed
+        news = [
+            obs
+            for obs in listed.values()
+            if (before := stored.get(obs.number)) is None
+            or not _stores_nothing(before, obs, now, self.config.poll_interval)
+        ]
         # The same snapshot finds the lines this poll no longer lists; a line a
         # webhook assigned meanwhile is not in it, so it is not released by mistake.
-        for line in stored.values():
-            if line.present and line.number not in listed:
-                gone = Observation(
-                    number=line.number,
-                    kind=ObservationKind.RELEASED,
-                    observed_at=polled_at,
-                    source=Source.POLL,
-                )
-                changed += (await self.observe(gone)).changed
-        return changed
+        news += [
+            Observation(
+                number=line.number,
+                kind=ObservationKind.RELEASED,
+                observed_at=polled_at,
+                source=Source.POLL,
+            )
+            for line in stored.values()
+            if line.present and line.number not in listed
+        ]
+        # Each line appears once, so they may go at once: the store commits
+        # the writes of many lines together (one fsync for a poll's changes).
+        transitions = await _each(news, self.observe)
+        return sum(t.changed for t in transitions)
 
     async def evaluate(self, number: str) -> None:
-        labels = self.config.labels_for(number)
-        await self._decide(number, lambda line: (line, labels, None))
+        await self._decide(number, self._line_subject(number))
+
+    def _line_subject(self, number: str) -> Callable[[LineState | None], Subject]:
+        # Labels are looked up only when the line is decided: most
+        # observations change nothing and are never decided.
+        return lambda line: (line, self.config.labels_for(number), None)
 
     async def evaluate_meta(self, signals: Iterable[MetaSignal]) -> None:
         """Self-monitoring subjects, as pseudo-lines through the same rules."""
@@ -185,9 +205,16 @@ class Pipeline:
         subject: Callable[[LineState | None], Subject],
     ) -> None:
         """Evaluate one line (or self-monitoring subject) inside the store's lock on it."""
+        async with self._holding(number):
+            # `now` is read once the line is ours, so one line's decisions are
+            # made, and committed, in the order of their times.
+            now = self.clock.now()
+            result = await self.store.decide(number, self._decision(subject, now), now)
+        self._decided(number, result)
+
+    def _decision(self, subject: Callable[[LineState | None], Subject], now: float) -> Decision:
+        """The pure decision the store calls with what it holds for the line."""
         rules = self.config.rules
-        now = self.clock.now()
-        muter = self.muting(now)
 
         def decide(
             stored: LineState | None,
@@ -197,11 +224,14 @@ class Pipeline:
             line, labels, extra = subject(stored)
             if line is None:
                 return None
+            muter = self.muting(now)
             result = evaluate(line, labels, rules, alerts, incidents, now, extra, muter)
             return result if result.differs_from(alerts, incidents) else None
 
-        async with self._lock:
-            result = await self.store.decide(number, decide, now)
+        return decide
+
+    def _decided(self, number: str, result: Evaluation | None) -> None:
+        """What follows a committed decision: inhibition state, logs, waking the outbox."""
         if result is None:
             return
         self._firing[number] = frozenset(a.rule for a in result.alerts if a.firing)
@@ -212,16 +242,65 @@ class Pipeline:
         if result.notifications:
             self.on_notifications()
 
+    @contextlib.asynccontextmanager
+    async def _holding(self, number: str) -> AsyncIterator[None]:
+        """This process's turn on one line; other lines are decided meanwhile."""
+        lock = self._line_locks.get(number)
+        if lock is None:
+            lock = self._line_locks[number] = _LineLock()
+        lock.users += 1
+        try:
+            async with lock.lock:
+                yield
+        finally:
+            lock.users -= 1
+            if lock.users == 0:
+                del self._line_locks[number]
+
     async def evaluate_all(self) -> None:
         """Every line: at start-up and after a config change."""
-        for line in await self.store.lines():
-            await self.evaluate(line.number)
+        await _each([line.number for line in await self.store.lines()], self.evaluate)
 
     async def tick(self) -> None:
         """Lines whose decisions depend on time alone (`for`, `repeat`, muting)."""
         await self.load()
-        for number in await self.store.numbers_with_alerts():
-            await self.evaluate(number)
+        await _each(await self.store.numbers_with_alerts(), self.evaluate)
+
+
+# Lines worked on at once by a poll or a tick: enough to fill the store's
+# group commits, few enough to keep a poll's memory flat.
+WIDTH = 64
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+
+
+async def _each(items: Sequence[X], work: Callable[[X], Awaitable[Y]]) -> list[Y]:
+    """`work` on every item, up to WIDTH at once; the first error cancels the rest."""
+    results: list[Y] = []
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            results.append(await work(item))
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(WIDTH, len(items)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return results
+
+
+class _LineLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # holders and waiters: the lock is forgotten when none is left
 
 
 Subject = tuple[LineState | None, dict[str, str], dict[str, object] | None]

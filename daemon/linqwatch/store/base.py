@@ -72,6 +72,14 @@ class Store(Protocol):
         """De-duplicate by event id, apply the ordering rules, record history."""
         ...
 
+    async def record_and_decide(
+        self, obs: Observation, decide: Decision, *, now: float, poll_interval: float
+    ) -> tuple[Transition, Evaluation | None]:
+        """`record_observation`, then, if it changed the line, `decide` on the line as
+        stored: one transaction holding the line, so the observation and what it
+        made happen (alerts, incidents, outbox jobs) are committed together."""
+        ...
+
     async def lines(self) -> list[LineState]: ...
     async def line(self, number: str) -> LineState | None: ...
     async def history(

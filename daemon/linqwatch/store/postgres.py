@@ -203,27 +203,18 @@ class PostgresStore:
     async def record_observation(
         self, obs: Observation, *, now: float, poll_interval: float
     ) -> Transition:
-        async def work(conn: Conn) -> Transition:
-            # The line's lock is taken before the webhook id is claimed, in the
-            # same order everywhere, so two replicas never deadlock on the pair.
-            if obs.event_id is not None:
-                status = await conn.execute(
-                    "INSERT INTO webhook_ids (event_id, received_at) VALUES ($1, $2)"
-                    " ON CONFLICT DO NOTHING",
-                    obs.event_id,
-                    now,
-                )
-                if status == "INSERT 0 0":
-                    return Transition(Outcome.DUPLICATE, None, None)
-            row = await conn.fetchrow("SELECT * FROM lines WHERE number = $1", obs.number)
-            transition = apply(
-                sql.line_from(row) if row else None, obs, now=now, poll_interval=poll_interval
-            )
-            if transition.after is not None:
-                await sql.save_line(conn, transition.after)
-            if transition.changed and transition.after is not None:
-                await sql.append_history(conn, transition.after)
-            return transition
+        return await self._tx(
+            lambda conn: _record(conn, obs, now, poll_interval), lock=("line", obs.number)
+        )
+
+    async def record_and_decide(
+        self, obs: Observation, decide: Decision, *, now: float, poll_interval: float
+    ) -> tuple[Transition, Evaluation | None]:
+        async def work(conn: Conn) -> tuple[Transition, Evaluation | None]:
+            transition = await _record(conn, obs, now, poll_interval)
+            if not transition.changed or transition.after is None:
+                return transition, None
+            return transition, await _decide(conn, obs.number, transition.after, decide, now)
 
         return await self._tx(work, lock=("line", obs.number))
 
@@ -259,11 +250,8 @@ class PostgresStore:
     async def decide(self, number: str, decide: Decision, now: float) -> Evaluation | None:
         async def work(conn: Conn) -> Evaluation | None:
             row = await conn.fetchrow("SELECT * FROM lines WHERE number = $1", number)
-            alerts, incidents = await sql.alert_state(conn, number)
-            evaluation = decide(sql.line_from(row) if row else None, alerts, incidents)
-            if evaluation is not None:
-                await sql.commit(conn, number, evaluation, now)
-            return evaluation
+            line = sql.line_from(row) if row else None
+            return await _decide(conn, number, line, decide, now)
 
         return await self._tx(work, lock=("line", number))
 
@@ -434,3 +422,40 @@ class PostgresStore:
             return int(alive)
 
         return await self._tx(work)
+
+
+async def _record(conn: Conn, obs: Observation, now: float, poll_interval: float) -> Transition:
+    """De-duplicate by event id, apply the ordering rules, store the line and its history.
+
+    The caller holds the line's lock, taken before the webhook id is claimed,
+    in the same order everywhere, so two replicas never deadlock on the pair.
+    """
+    if obs.event_id is not None:
+        status = await conn.execute(
+            "INSERT INTO webhook_ids (event_id, received_at) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            obs.event_id,
+            now,
+        )
+        if status == "INSERT 0 0":
+            return Transition(Outcome.DUPLICATE, None, None)
+    row = await conn.fetchrow("SELECT * FROM lines WHERE number = $1", obs.number)
+    transition = apply(
+        sql.line_from(row) if row else None, obs, now=now, poll_interval=poll_interval
+    )
+    if transition.after is not None:
+        await sql.save_line(conn, transition.after)
+    if transition.changed and transition.after is not None:
+        await sql.append_history(conn, transition.after)
+    return transition
+
+
+async def _decide(
+    conn: Conn, number: str, stored: LineState | None, decide: Decision, now: float
+) -> Evaluation | None:
+    """Call the pure `decide` with the line's alerts and incidents; write what it returns."""
+    alerts, incidents = await sql.alert_state(conn, number)
+    evaluation = decide(stored, alerts, incidents)
+    if evaluation is not None:
+        await sql.commit(conn, number, evaluation, now)
+    return evaluation

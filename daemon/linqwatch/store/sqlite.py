@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 
 from ..alerts import AlertState, Evaluation, Incident
 from ..groups import Group, GroupChange, GroupStep
-from ..linestate import Outcome, Transition, apply
+from ..linestate import Transition
 from ..model import LineState, Notification, Observation, Source
 from ..notifiers.base import Receipt
 from ..silences import Silence
 from . import sqlite_rows as codec
 from .base import Decision, HistoryEntry, Job, StorageError
+from .group_commit import GroupCommit
 from .sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
@@ -47,6 +48,9 @@ class SQLiteStore:
         self.path = Path(path)
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        # Every write goes through here: one fsync'd commit serves all the
+        # writes that arrived while the previous one was flushing.
+        self._commits = GroupCommit(self._conn, self._run)
 
     # -- life cycle -------------------------------------------------------
 
@@ -87,6 +91,7 @@ class SQLiteStore:
     async def close(self) -> None:
         if self._executor is None:
             return
+        await self._commits.drain()
         await self._run(self._close)
         self._executor.shutdown(wait=True)
         self._executor = None
@@ -95,6 +100,11 @@ class SQLiteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    @property
+    def commits(self) -> tuple[int, int]:
+        """(transactions committed, writes they carried) since open: how well writes group."""
+        return self._commits.batches, self._commits.writes
 
     async def ping(self) -> None:
         await self._run(lambda: self._conn().execute("SELECT 1").fetchone())
@@ -115,44 +125,25 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite: {exc}") from exc
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
-        def run() -> T:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
-        return run
-
     # -- line state -------------------------------------------------------
 
     async def record_observation(
         self, obs: Observation, *, now: float, poll_interval: float
     ) -> Transition:
-        def work(db: sqlite3.Connection) -> Transition:
-            if obs.event_id is not None:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO webhook_ids (event_id, received_at) VALUES (?, ?)",
-                    (obs.event_id, now),
-                )
-                if cur.rowcount == 0:
-                    return Transition(Outcome.DUPLICATE, None, None)
-            row = db.execute("SELECT * FROM lines WHERE number = ?", (obs.number,)).fetchone()
-            transition = apply(
-                codec.line(row) if row else None, obs, now=now, poll_interval=poll_interval
-            )
-            if transition.after is not None:
-                codec.save_line(db, transition.after)
-            if transition.changed and transition.after is not None:
-                codec.append_history(db, transition.after)
-            return transition
+        return await self._commits.write(
+            lambda db: codec.record(db, obs, now=now, poll_interval=poll_interval)
+        )
 
-        return await self._run(self._tx(work))
+    async def record_and_decide(
+        self, obs: Observation, decide: Decision, *, now: float, poll_interval: float
+    ) -> tuple[Transition, Evaluation | None]:
+        def work(db: sqlite3.Connection) -> tuple[Transition, Evaluation | None]:
+            transition = codec.record(db, obs, now=now, poll_interval=poll_interval)
+            if not transition.changed or transition.after is None:
+                return transition, None
+            return transition, codec.decide(db, obs.number, transition.after, decide, now)
+
+        return await self._commits.write(work)
 
     async def lines(self) -> list[LineState]:
         rows = await self._run(
@@ -210,21 +201,16 @@ class SQLiteStore:
     async def decide(self, number: str, decide: Decision, now: float) -> Evaluation | None:
         def work(db: sqlite3.Connection) -> Evaluation | None:
             row = db.execute("SELECT * FROM lines WHERE number = ?", (number,)).fetchone()
-            alerts, incidents = codec.alert_state(db, number)
-            evaluation: Evaluation | None = decide(
-                codec.line(row) if row else None, alerts, incidents
-            )
-            if evaluation is not None:
-                codec.commit(db, number, evaluation, now)
-            return evaluation
+            line = codec.line(row) if row else None
+            return codec.decide(db, number, line, decide, now)
 
-        return await self._run(self._tx(work))
+        return await self._commits.write(work)
 
     async def commit_evaluation(self, number: str, evaluation: Evaluation, now: float) -> None:
-        await self._run(self._tx(lambda db: codec.commit(db, number, evaluation, now)))
+        await self._commits.write(lambda db: codec.commit(db, number, evaluation, now))
 
     async def enqueue(self, jobs: Sequence[tuple[str, Notification]], now: float) -> None:
-        await self._run(self._tx(lambda db: codec.insert_jobs(db, jobs, now)))
+        await self._commits.write(lambda db: codec.insert_jobs(db, jobs, now))
 
     async def firing_alerts(self) -> list[tuple[str, str]]:
         rows = await self._run(
@@ -327,7 +313,7 @@ class SQLiteStore:
                 codec.apply_group_change(db, notifier, change, now)
             return change
 
-        return await self._run(self._tx(work))
+        return await self._commits.write(work)
 
     async def handed_to(self, notifier: str, incident_key: str) -> str | None:
         row = await self._run(
@@ -405,7 +391,7 @@ class SQLiteStore:
             )
             return True
 
-        return await self._run(self._tx(work))
+        return await self._commits.write(work)
 
     async def try_lead(self, role: str) -> bool:
         return True  # one process owns a SQLite file
@@ -414,4 +400,4 @@ class SQLiteStore:
         return 1
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        await self._run(self._tx(lambda db: db.execute(sql, args)))
+        await self._commits.write(lambda db: db.execute(sql, args))

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 
 from ..alerts import AlertState, Evaluation, Incident
 from ..groups import GroupChange
-from ..model import LineState, Notification, Source
+from ..linestate import Outcome, Transition, apply
+from ..model import LineState, Notification, Observation, Source
 from ..silences import Silence
+from .base import Decision
 from .rows import alert_from_row, incident_from_row, incident_values
 
 __all__ = [
@@ -17,9 +19,11 @@ __all__ = [
     "append_history",
     "apply_group_change",
     "commit",
+    "decide",
     "insert_jobs",
     "line",
     "not_ended",
+    "record",
     "save_line",
 ]
 
@@ -36,6 +40,41 @@ def alert_state(
         for r in db.execute("SELECT * FROM incidents WHERE number = ?", (number,))
     }
     return alerts, incidents
+
+
+def record(
+    db: sqlite3.Connection, obs: Observation, *, now: float, poll_interval: float
+) -> Transition:
+    """De-duplicate by event id, apply the ordering rules, store the line and its history."""
+    if obs.event_id is not None:
+        cur = db.execute(
+            "INSERT OR IGNORE INTO webhook_ids (event_id, received_at) VALUES (?, ?)",
+            (obs.event_id, now),
+        )
+        if cur.rowcount == 0:
+            return Transition(Outcome.DUPLICATE, None, None)
+    row = db.execute("SELECT * FROM lines WHERE number = ?", (obs.number,)).fetchone()
+    transition = apply(line(row) if row else None, obs, now=now, poll_interval=poll_interval)
+    if transition.after is not None:
+        save_line(db, transition.after)
+    if transition.changed and transition.after is not None:
+        append_history(db, transition.after)
+    return transition
+
+
+def decide(
+    db: sqlite3.Connection,
+    number: str,
+    stored: LineState | None,
+    decision: Decision,
+    now: float,
+) -> Evaluation | None:
+    """Call the pure `decision` with the line's alerts and incidents; write what it returns."""
+    alerts, incidents = alert_state(db, number)
+    evaluation = decision(stored, alerts, incidents)
+    if evaluation is not None:
+        commit(db, number, evaluation, now)
+    return evaluation
 
 
 def commit(db: sqlite3.Connection, number: str, evaluation: Evaluation, now: float) -> None:
