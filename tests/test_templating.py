@@ -13,7 +13,7 @@ from linqwatch.metrics import Metrics
 from linqwatch.outbox import Outbox
 from linqwatch.pipeline import Pipeline
 from linqwatch.store import SQLiteStore
-from linqwatch.templating import BUILTIN, compile_templates
+from linqwatch.templating import builtin, compile_templates
 from linqwatch.testing import FakeClock, RecordingNotifier
 from linqwatch.texts import headline, summary
 
@@ -28,7 +28,7 @@ rules:
 
 
 def test_the_builtin_texts_are_templates_shipped_with_the_package() -> None:
-    assert "{%" in BUILTIN.source["headline"] and "{%" in BUILTIN.source["summary"]
+    assert "{%" in builtin().source["headline"] and "{%" in builtin().source["summary"]
     fired = samples()[0]
     assert headline(fired) == "FLAGGED: Sample line (+1 202-555-1234)"
     assert summary(fired).startswith("Line Sample line (+1 202-555-1234) is FLAGGED (was ACTIVE)")

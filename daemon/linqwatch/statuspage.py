@@ -19,9 +19,9 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from aiohttp import web
 
 from . import __version__
@@ -34,6 +34,9 @@ from .silences import Silence
 from .store import StorageError
 from .texts import format_duration, format_number
 from .views import alerts_json, history_covering, silence_json
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "REFRESH_SECONDS",
@@ -203,17 +206,23 @@ async def status_context(pipeline: Pipeline, config: Config, now: float) -> dict
     }
 
 
-_templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("linqwatch", "templates"),
-    autoescape=True,  # every value is data, some of it from Linq
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+@cache
+def _templates() -> jinja2.Environment:
+    # Made on the first page view: a daemon whose page nobody opens does not
+    # load Jinja2 for it.
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("linqwatch", "templates"),
+        autoescape=True,  # every value is data, some of it from Linq
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render_status(context: Mapping[str, Any], nonce: str) -> str:
-    return _templates.get_template("status.html").render(**context, nonce=nonce)
+    return _templates().get_template("status.html").render(**context, nonce=nonce)
 
 
 def content_security_policy(nonce: str) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import phonenumbers
-
 from .clock import from_ts
 from .model import FLAGGED, Event, Notification
 from .templating import MessageTemplates, render
@@ -46,6 +44,11 @@ def format_number(number: str) -> str:
     Anything phonenumbers cannot make sense of is returned unchanged: a
     number we cannot pretty-print is still the right number to show.
     """
+    # Imported on the first number shown, not with the module: its ~60
+    # modules (about 1 MiB resident) are for people's eyes, and an idle
+    # daemon has shown nothing yet.
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:

@@ -23,7 +23,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from typing import Annotated, Literal
 
-import aiosmtplib
 import structlog
 from pydantic import (
     AfterValidator,
@@ -326,6 +325,8 @@ def _by_code(code: int, *, login: bool = False) -> tuple[Reason, bool]:
 
 
 def _explain(exc: Exception) -> tuple[Reason, bool, str]:
+    import aiosmtplib
+
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refused = [f"{r.recipient}: {r.code} {_server_text(r.message)}" for r in exc.recipients]
         # Any 4xx among them: another try may still reach those recipients.
@@ -391,6 +392,10 @@ class EmailNotifier:
     async def send(self, notification: Notification, receipts: Sequence[Receipt]) -> Receipt | None:
         if notification.event is Event.UPDATED:
             return None  # a group is one mail when it opens and one when it resolves
+        # Imported here, not with the module: validating a config needs only
+        # the model, and a daemon without an email notifier never loads it.
+        import aiosmtplib
+
         c = self._config
         message_id = make_msgid("linqwatch", domain=_msgid_domain(c.sender))
         message = build_message(

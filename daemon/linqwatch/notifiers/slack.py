@@ -11,19 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from .. import texts
 from ..model import Event, Notification
 from .base import DeliveryError, NotifierContext, NotifierKind, Reason, Receipt, classify_status
+
+# slack-sdk (about 3 MiB resident) is imported by the notifier itself, not
+# here: validating a config (`check-config`, `routes test`) needs only the
+# model and the pure renderers below.
+if TYPE_CHECKING:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+    from slack_sdk.web.async_slack_response import AsyncSlackResponse
+    from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 __all__ = [
     "KIND",
@@ -279,6 +284,8 @@ class SlackNotifier:
         # Retry-After; slack-sdk retrying inside a send would double them and
         # hold the outbox's lease past its deadline.
         if config.token is not None:
+            from slack_sdk.web.async_client import AsyncWebClient
+
             self._web = AsyncWebClient(
                 token=config.token.get_secret_value(),
                 base_url=config.api_url,
@@ -291,6 +298,8 @@ class SlackNotifier:
             # is the injected session's business (its trust_env honours both).
             self._web.proxy = None
         elif config.webhook_url is not None:
+            from slack_sdk.webhook.async_client import AsyncWebhookClient
+
             self._webhook = AsyncWebhookClient(
                 config.webhook_url.get_secret_value(),
                 session=ctx.session,
@@ -316,6 +325,8 @@ class SlackNotifier:
     async def _call(
         self, method: str, request: Awaitable[AsyncSlackResponse]
     ) -> AsyncSlackResponse:
+        from slack_sdk.errors import SlackApiError
+
         # `from None` throughout: the chained exceptions' text may hold the URL.
         try:
             # slack-sdk applies its own timeout only to sessions it creates.
