@@ -215,6 +215,9 @@ class Pipeline:
     def _decision(self, subject: Callable[[LineState | None], Subject], now: float) -> Decision:
         """The pure decision the store calls with what it holds for the line."""
         rules = self.config.rules
+        # Built here, on the event loop: the store may call `decide` on its own
+        # thread, where reading `_firing` while the loop updates it would race.
+        muter = self.muting(now)
 
         def decide(
             stored: LineState | None,
@@ -224,7 +227,6 @@ class Pipeline:
             line, labels, extra = subject(stored)
             if line is None:
                 return None
-            muter = self.muting(now)
             result = evaluate(line, labels, rules, alerts, incidents, now, extra, muter)
             return result if result.differs_from(alerts, incidents) else None
 
