@@ -76,3 +76,36 @@ async def test_the_first_storage_error_of_a_poll_is_raised_as_itself(
         await pipeline.observe_poll(poll(flipped, T0 + 60), T0 + 60)
     line = await store.line(LINES[7])
     assert line is not None and line.status == "ACTIVE"  # its write was rolled back alone
+    # Every other line was stored, decided and followed through all the same.
+    others = sorted(n for n, _ in await store.firing_alerts())
+    assert others == sorted(set(LINES) - {LINES[7]})
+    assert await store.outbox_depth() == {"ops": len(LINES) - 1}
+    assert pipeline.firing_lines() == set(others)
+    assert pipeline.lines_held() == 0
+
+
+INHIBITING = """
+poll: {interval: 0}
+lines:
+  "+12025550001": {site: dc1, role: primary}
+  "+12025550002": {site: dc1, role: backup}
+notifiers:
+  ops: {type: console}
+rules:
+  - {name: flagged, when: {status: FLAGGED}, notify: [ops]}
+inhibit:
+  - source: {labels: {role: primary}}
+    target: {labels: {role: backup}}
+    equal: [site]
+"""
+
+
+async def test_a_poll_inhibits_across_lines_it_decides_together(store: SQLiteStore) -> None:
+    pipeline = Pipeline(store, parse_config(INHIBITING, env={}), FakeClock(T0), Metrics())
+    both = {"+12025550001": "ACTIVE", "+12025550002": "ACTIVE"}
+    await pipeline.observe_poll(poll(both, T0), T0)
+    flagged = dict.fromkeys(both, "FLAGGED")
+    assert await pipeline.observe_poll(poll(flagged, T0 + 60), T0 + 60) == 2
+    # The primary's alert is known as firing before the backup is decided:
+    # one page, not two.
+    assert await store.outbox_depth() == {"ops": 1}

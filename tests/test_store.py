@@ -232,16 +232,19 @@ async def test_record_and_decide_commits_the_observation_and_its_decision(store:
     assert none is none2 is none3 is None and len(seen) == 1
 
 
-async def test_a_failing_decision_takes_its_observation_with_it(store: Store) -> None:
+async def test_a_failing_decision_keeps_its_observation(store: Store) -> None:
     def broken(line: object, alerts: object, incidents: object) -> Evaluation | None:
         raise RuntimeError("a bug in the rules")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="a bug in the rules"):
         await store.record_and_decide(flagged(T0, "evt_1"), broken, now=T0, poll_interval=60)
-    # Neither the line nor the event id is kept: Linq's retry of it is new, not a duplicate.
-    assert await store.line(N) is None
+    # What Linq said is kept (a retry of the event is a duplicate); no decision is.
+    line = await store.line(N)
+    assert line is not None and line.status == "FLAGGED"
     again = await store.record_observation(flagged(T0, "evt_1"), now=T0, poll_interval=60)
-    assert again.outcome is Outcome.NEW
+    assert again.outcome is Outcome.DUPLICATE
+    assert await store.numbers_with_alerts() == []
+    assert await store.outbox_depth() == {}
 
 
 async def test_incident_state_round_trips(store: Store) -> None:

@@ -67,8 +67,8 @@ async def test_concurrent_writes_share_transactions_and_all_commit(table: Table)
     assert results == list(range(200))
     assert table.committed() == set(range(200))
     assert table.commits.writes == 200
-    # The first write goes alone; the others queue behind it and share a few commits.
-    assert table.commits.batches < 20
+    # All were asked for before the first flush began: they share one or two commits.
+    assert table.commits.batches <= 2
 
 
 async def test_a_lone_write_is_committed_at_once(table: Table) -> None:
@@ -130,6 +130,7 @@ async def test_a_failed_commit_fails_every_write_of_its_batch(table: Table) -> N
         blocker.execute("ROLLBACK")
         blocker.close()
     assert all(isinstance(o, StorageError) and "locked" in str(o) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == 3  # each caller its own error, not one shared
     assert table.committed() == set()
     assert await table.commits.write(table.insert(9)) == 9  # and it recovers
 

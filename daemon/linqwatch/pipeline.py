@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import structlog
 
@@ -65,6 +65,14 @@ class Pipeline:
         for number, rule in await self.store.firing_alerts():
             firing.setdefault(number, set()).add(rule)
         self._firing = {n: frozenset(r) for n, r in firing.items()}
+
+    def firing_lines(self) -> set[str]:
+        """Lines with a firing alert, as the mute stage knows them."""
+        return {number for number, rules in self._firing.items() if rules}
+
+    def lines_held(self) -> int:
+        """Lines being decided or waiting to be, in this process."""
+        return len(self._line_locks)
 
     def labels_of(self, number: str) -> dict[str, str]:
         kind = meta_kind(number)
@@ -167,7 +175,7 @@ class Pipeline:
         ]
         # Each line appears once, so they may go at once: the store commits
         # the writes of many lines together (one fsync for a poll's changes).
-        transitions = await _each(news, self.observe)
+        transitions = await _each(news, self.observe, self._width())
         return sum(t.changed for t in transitions)
 
     async def evaluate(self, number: str) -> None:
@@ -215,9 +223,6 @@ class Pipeline:
     def _decision(self, subject: Callable[[LineState | None], Subject], now: float) -> Decision:
         """The pure decision the store calls with what it holds for the line."""
         rules = self.config.rules
-        # Built here, on the event loop: the store may call `decide` on its own
-        # thread, where reading `_firing` while the loop updates it would race.
-        muter = self.muting(now)
 
         def decide(
             stored: LineState | None,
@@ -227,6 +232,9 @@ class Pipeline:
             line, labels, extra = subject(stored)
             if line is None:
                 return None
+            # Built only for a line being decided (most webhooks change
+            # nothing), from maps the loop replaces but never changes in place.
+            muter = self.muting(now)
             result = evaluate(line, labels, rules, alerts, incidents, now, extra, muter)
             return result if result.differs_from(alerts, incidents) else None
 
@@ -236,13 +244,27 @@ class Pipeline:
         """What follows a committed decision: inhibition state, logs, waking the outbox."""
         if result is None:
             return
-        self._firing[number] = frozenset(a.rule for a in result.alerts if a.firing)
+        # Replaced, never changed in place: a decision on the store's thread
+        # may be reading the old one (`muting`).
+        self._firing = {
+            **self._firing,
+            number: frozenset(a.rule for a in result.alerts if a.firing),
+        }
         for rule in result.fired:
             log.info("alert fired", number=number, rule=rule)
         for rule in result.resolved:
             log.info("alert resolved", number=number, rule=rule)
         if result.notifications:
             self.on_notifications()
+
+    def _width(self) -> int:
+        """How many lines a poll or a tick decides at once."""
+        if self.config.inhibitions:
+            # One after another, as they come: a line's alert must be known
+            # as firing before the lines it inhibits are decided, and lines
+            # decided together would each miss the others'.
+            return 1
+        return max(1, min(WIDTH, self.store.write_width))
 
     @contextlib.asynccontextmanager
     async def _holding(self, number: str) -> AsyncIterator[None]:
@@ -261,12 +283,13 @@ class Pipeline:
 
     async def evaluate_all(self) -> None:
         """Every line: at start-up and after a config change."""
-        await _each([line.number for line in await self.store.lines()], self.evaluate)
+        numbers = [line.number for line in await self.store.lines()]
+        await _each(numbers, self.evaluate, self._width())
 
     async def tick(self) -> None:
         """Lines whose decisions depend on time alone (`for`, `repeat`, muting)."""
         await self.load()
-        await _each(await self.store.numbers_with_alerts(), self.evaluate)
+        await _each(await self.store.numbers_with_alerts(), self.evaluate, self._width())
 
 
 # Lines worked on at once by a poll or a tick: enough to fill the store's
@@ -277,24 +300,28 @@ X = TypeVar("X")
 Y = TypeVar("Y")
 
 
-async def _each(items: Sequence[X], work: Callable[[X], Awaitable[Y]]) -> list[Y]:
-    """`work` on every item, up to WIDTH at once; the first error cancels the rest."""
-    results: list[Y] = []
-    pending = iter(items)
+async def _each(items: Sequence[X], work: Callable[[X], Awaitable[Y]], width: int) -> list[Y]:
+    """`work` on every item, up to `width` at once; results in the items' order.
+
+    Every item is worked on even when some fail, so one line that cannot be
+    stored or decided does not hold back the others; the first error is
+    raised once all are done.
+    """
+    results: list[Y | None] = [None] * len(items)
+    errors: list[BaseException] = []
+    pending = iter(enumerate(items))
 
     async def worker() -> None:
-        for item in pending:
-            results.append(await work(item))
+        for index, item in pending:
+            try:
+                results[index] = await work(item)
+            except Exception as exc:
+                errors.append(exc)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(WIDTH, len(items)))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    return results
+    await asyncio.gather(*(worker() for _ in range(min(width, len(items)))))
+    if errors:
+        raise errors[0]
+    return cast(list[Y], results)
 
 
 class _LineLock:

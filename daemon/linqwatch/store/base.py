@@ -59,6 +59,10 @@ class HistoryEntry:
 
 
 class Store(Protocol):
+    # How many writes the pipeline may have in flight at once (a poll's lines):
+    # they should not take every connection a heartbeat or /readyz needs.
+    write_width: int
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None:
@@ -77,7 +81,10 @@ class Store(Protocol):
     ) -> tuple[Transition, Evaluation | None]:
         """`record_observation`, then, if it changed the line, `decide` on the line as
         stored: one transaction holding the line, so the observation and what it
-        made happen (alerts, incidents, outbox jobs) are committed together."""
+        made happen (alerts, incidents, outbox jobs) are committed together.
+
+        If `decide` (or writing what it returns) fails, only the decision is
+        rolled back: the observation is committed, then the error is raised."""
         ...
 
     async def lines(self) -> list[LineState]: ...

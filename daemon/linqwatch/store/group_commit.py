@@ -61,7 +61,9 @@ class GroupCommit:
     async def drain(self) -> None:
         """Wait until every write asked for so far is committed or failed."""
         while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+            # wait(), not await: the flusher's own end (cancelled at loop
+            # teardown) is not this caller's error.
+            await asyncio.wait({self._flusher})
 
     async def _flush(self) -> None:
         while self._pending:
@@ -110,9 +112,12 @@ class GroupCommit:
                 try:
                     outcomes.append((True, fn(db)))
                 except Exception as exc:
-                    # If SQLite already rolled the whole transaction back (disk
-                    # full, I/O error) this raises too and the batch fails.
-                    db.execute("ROLLBACK TO write")
+                    try:
+                        db.execute("ROLLBACK TO write")
+                    except sqlite3.Error:
+                        # SQLite already rolled the whole transaction back (disk
+                        # full, I/O error): the batch fails, with the real cause.
+                        raise exc from None
                     outcomes.append((False, exc))
                 db.execute("RELEASE write")
             db.execute("COMMIT")
@@ -124,10 +129,14 @@ class GroupCommit:
 
 
 def _storage_error(exc: BaseException) -> BaseException:
+    """The error one caller gets: its own object, so that the callers of one
+    failed batch do not share (and keep extending) one traceback."""
     if isinstance(exc, sqlite3.Error):
         error = StorageError(f"SQLite: {exc}")
+    elif isinstance(exc, StorageError):
+        error = StorageError(str(exc))
     elif isinstance(exc, asyncio.CancelledError):
-        error = StorageError("the store was closed before this write was committed")
+        error = StorageError("the store stopped before this write was answered")
     else:
         return exc
     error.__cause__ = exc

@@ -68,6 +68,9 @@ class PostgresStore:
         self._url = dsn  # parsed in open(): a constructor does no work that can fail
         self.lease = lease
         self.pool_size = pool_size
+        # Each write holds a pooled connection; two stay free for heartbeats,
+        # /readyz and the outbox while a large poll is being written.
+        self.write_width = max(1, pool_size - 2)
         # Whose claims are whose: one per store, so a restart is a new owner.
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self._target: PostgresTarget | None = None
@@ -210,13 +213,25 @@ class PostgresStore:
     async def record_and_decide(
         self, obs: Observation, decide: Decision, *, now: float, poll_interval: float
     ) -> tuple[Transition, Evaluation | None]:
-        async def work(conn: Conn) -> tuple[Transition, Evaluation | None]:
+        async def work(conn: Conn) -> tuple[Transition, Evaluation | None, Exception | None]:
             transition = await _record(conn, obs, now, poll_interval)
             if not transition.changed or transition.after is None:
-                return transition, None
-            return transition, await _decide(conn, obs.number, transition.after, decide, now)
+                return transition, None, None
+            # What Linq said is kept even if deciding about it fails: the
+            # decision alone is rolled back (a savepoint), and its error
+            # raised once the observation is committed.
+            try:
+                async with conn.transaction():
+                    evaluation = await _decide(conn, obs.number, transition.after, decide, now)
+            except Exception as exc:
+                return transition, None, exc
+            return transition, evaluation, None
 
-        return await self._tx(work, lock=("line", obs.number))
+        transition, evaluation, error = await self._tx(work, lock=("line", obs.number))
+        if error is not None:
+            with self._errors():
+                raise error
+        return transition, evaluation
 
     async def lines(self) -> list[LineState]:
         return [sql.line_from(r) for r in await self._fetch("SELECT * FROM lines ORDER BY number")]

@@ -51,6 +51,9 @@ class SQLiteStore:
         # Every write goes through here: one fsync'd commit serves all the
         # writes that arrived while the previous one was flushing.
         self._commits = GroupCommit(self._conn, self._run)
+        # Writes queue for one connection and are committed together: many at
+        # once only make the batches fuller.
+        self.write_width = 64
 
     # -- life cycle -------------------------------------------------------
 
@@ -137,13 +140,29 @@ class SQLiteStore:
     async def record_and_decide(
         self, obs: Observation, decide: Decision, *, now: float, poll_interval: float
     ) -> tuple[Transition, Evaluation | None]:
-        def work(db: sqlite3.Connection) -> tuple[Transition, Evaluation | None]:
+        def work(db: sqlite3.Connection) -> tuple[Transition, Evaluation | None, Exception | None]:
             transition = codec.record(db, obs, now=now, poll_interval=poll_interval)
             if not transition.changed or transition.after is None:
-                return transition, None
-            return transition, codec.decide(db, obs.number, transition.after, decide, now)
+                return transition, None, None
+            # What Linq said is kept even if deciding about it fails: the
+            # decision alone is rolled back, and its error raised once the
+            # observation is committed (a restart or the tick decides again).
+            db.execute("SAVEPOINT decide")
+            try:
+                evaluation = codec.decide(db, obs.number, transition.after, decide, now)
+            except Exception as exc:
+                db.execute("ROLLBACK TO decide")
+                db.execute("RELEASE decide")
+                return transition, None, exc
+            db.execute("RELEASE decide")
+            return transition, evaluation, None
 
-        return await self._commits.write(work)
+        transition, evaluation, error = await self._commits.write(work)
+        if isinstance(error, sqlite3.Error):
+            raise StorageError(f"SQLite: {error}") from error
+        if error is not None:
+            raise error
+        return transition, evaluation
 
     async def lines(self) -> list[LineState]:
         rows = await self._run(
@@ -400,4 +419,7 @@ class SQLiteStore:
         return 1
 
     async def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        await self._commits.write(lambda db: db.execute(sql, args))
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(sql, args)
+
+        await self._commits.write(work)
