@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 from .base import StorageError
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "storage_error"]
 
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
@@ -80,7 +80,7 @@ class GroupCommit:
                 # BEGIN or COMMIT failed: nothing of this batch is stored.
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(_storage_error(exc))
+                        future.set_exception(storage_error(exc))
                 if isinstance(exc, asyncio.CancelledError):
                     self._fail_pending(exc)
                     raise
@@ -93,12 +93,12 @@ class GroupCommit:
                 if ok:
                     future.set_result(value)
                 else:
-                    future.set_exception(_storage_error(value))
+                    future.set_exception(storage_error(value))
 
     def _fail_pending(self, exc: BaseException) -> None:
         for _, future in self._pending:
             if not future.done():
-                future.set_exception(_storage_error(exc))
+                future.set_exception(storage_error(exc))
         self._pending.clear()
 
     def _commit(self, writes: list[Write]) -> list[Outcome]:
@@ -128,7 +128,7 @@ class GroupCommit:
         return outcomes
 
 
-def _storage_error(exc: BaseException) -> BaseException:
+def storage_error(exc: BaseException) -> BaseException:
     """The error one caller gets: its own object, so that the callers of one
     failed batch do not share (and keep extending) one traceback."""
     if isinstance(exc, sqlite3.Error):

@@ -25,7 +25,7 @@ from ..notifiers.base import Receipt
 from ..silences import Silence
 from . import sqlite_rows as codec
 from .base import Decision, HistoryEntry, Job, StorageError
-from .group_commit import GroupCommit
+from .group_commit import GroupCommit, storage_error
 from .sqlite_schema import MIGRATIONS
 
 __all__ = ["SQLiteStore"]
@@ -158,10 +158,8 @@ class SQLiteStore:
             return transition, evaluation, None
 
         transition, evaluation, error = await self._commits.write(work)
-        if isinstance(error, sqlite3.Error):
-            raise StorageError(f"SQLite: {error}") from error
         if error is not None:
-            raise error
+            raise storage_error(error)
         return transition, evaluation
 
     async def lines(self) -> list[LineState]:
